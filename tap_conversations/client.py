@@ -1,0 +1,351 @@
+"""What every stream of every provider shares.
+
+One base class, `ApiStream`, owns the request URL, the pooled HTTP session and the
+authenticator of its provider, response decoding, error messages and timestamp handling. A
+provider module subclasses it once for its protocol (auth, paging, envelope) and then once per
+endpoint, so each endpoint class is a few declarative lines next to its schema.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import typing as t
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import quote, urlparse
+
+import msgspec
+import requests
+from requests.adapters import HTTPAdapter
+from singer_sdk import RESTStream
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from typing_extensions import override
+
+if t.TYPE_CHECKING:
+    from singer_sdk import typing as th
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.pagination import BaseAPIPaginator
+    from singer_sdk.tap_base import Tap
+
+
+class ProviderError(FatalAPIError):
+    """A failure the user has to act on; its message is one line that says what to fix."""
+
+
+class CredentialsRejected(ProviderError):
+    """The API answered 401/403 to our credentials."""
+
+
+class RecordVanished(ProviderError):
+    """A detail endpoint answered 404 for an id its list endpoint had just returned."""
+
+
+class Authenticator(t.Protocol):
+    """What the streams need from an authenticator: requests' auth callable, plus renewal."""
+
+    def __call__(self, request: requests.PreparedRequest, /) -> requests.PreparedRequest: ...
+
+
+class RenewableAuthenticator(Authenticator, t.Protocol):
+    """An authenticator holding a token the server may reject before we expect it to."""
+
+    def renew(self) -> None: ...  # pragma: no cover
+
+
+class TokenRejected(CredentialsRejected):
+    """A 401 to a token we believed valid: renew it once and try again before giving up."""
+
+
+@dataclass
+class ProviderResources:
+    """What all streams of one provider share during a run.
+
+    One pooled HTTP session (keep-alive connections are reused across list and detail
+    endpoints) and one authenticator (a token obtained once serves every stream).
+    """
+
+    pool_size: int = 10
+    session: requests.Session = field(init=False)
+    _authenticator: Authenticator | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def authenticator(self, create: t.Callable[[], Authenticator]) -> Authenticator:
+        with self._lock:
+            if self._authenticator is None:
+                self._authenticator = create()
+            return self._authenticator
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class ProviderResourcesHost(t.Protocol):
+    """The tap, as seen by its streams."""
+
+    def provider_resources(self, provider: str) -> ProviderResources: ...
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One vendor API: its config object and the streams it enables."""
+
+    key: str  # the config object's name, e.g. "perform_engage"
+    label: str  # the name used in messages, e.g. "Perform & Engage 365"
+    settings: th.ObjectType
+    description: str
+    streams: tuple[type[ApiStream], ...]
+
+
+_DECODED_BODY = "_tap_conversations_body"
+
+
+def decoded_body(response: requests.Response) -> t.Any:
+    """The response's JSON body, decoded once in `validate_response` and cached on it."""
+    if not hasattr(response, _DECODED_BODY):
+        setattr(response, _DECODED_BODY, msgspec.json.decode(response.content))
+    return getattr(response, _DECODED_BODY)
+
+
+def utc_timestamp(value: str) -> str:
+    """Normalise an ISO-8601 timestamp to UTC with a fixed layout.
+
+    The APIs mix offsets (`+01:00`, `Z`) and precisions. One layout,
+    `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, makes string order equal time order, which is what the
+    SDK relies on when it compares bookmark values. The instant itself is unchanged.
+    """
+    parsed = datetime.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+class ApiStream(RESTStream[t.Any]):
+    """Base class of every stream in this tap."""
+
+    #: Config object of the provider this stream belongs to, e.g. "perform_engage".
+    provider: t.ClassVar[str]
+    #: Human name of the provider, used in every message the user sees.
+    provider_label: t.ClassVar[str]
+    #: Config keys a 401/403 points the user at.
+    credential_settings: t.ClassVar[tuple[str, ...]]
+    #: Whether the stream drops records older than its bookmark. Child streams leave this to
+    #: their parent, which only hands them parents that are new or changed.
+    filters_by_bookmark: t.ClassVar[bool] = True
+
+    def __init__(self, tap: Tap) -> None:
+        super().__init__(tap=tap)
+        self._timestamp_fields = tuple(
+            name
+            for name, prop in self.schema["properties"].items()
+            if prop.get("format") == "date-time"
+        )
+        self._bookmarks: dict[tuple[tuple[str, t.Any], ...], str | None] = {}
+        self._schema_sent = False
+
+    # Provider plumbing -------------------------------------------------------------------
+
+    @property
+    def provider_config(self) -> t.Mapping[str, t.Any]:
+        return t.cast("t.Mapping[str, t.Any]", self.config.get(self.provider) or {})
+
+    @property
+    @override
+    def url_base(self) -> str:
+        return str(self.provider_config["api_url"]).rstrip("/")
+
+    @property
+    def shared(self) -> ProviderResources:
+        return t.cast("ProviderResourcesHost", self._tap).provider_resources(self.provider)
+
+    @property
+    @override
+    def requests_session(self) -> requests.Session:
+        return self.shared.session
+
+    @property
+    @override
+    def authenticator(self) -> Authenticator:
+        return self.shared.authenticator(self.create_authenticator)
+
+    def create_authenticator(self) -> Authenticator:
+        """Build the provider's authenticator; called once per provider and run."""
+        raise NotImplementedError
+
+    @override
+    def get_url(self, context: Context | None) -> str:
+        """Fill `{placeholders}` in `path` from the context, percent-encoding every character.
+
+        The SDK only encodes `/`; ids here contain `:` (`580:972b...`), which must travel as
+        `%3A`. Config values are deliberately not substituted: a secret never enters a URL.
+        """
+        url = self.url_base + (self.path or "")
+        for key, value in (context or {}).items():
+            url = url.replace(f"{{{key}}}", quote(str(value), safe=""))
+        return url
+
+    @override
+    def request_decorator(self, func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+        """Add one token renewal on top of the SDK's retry policy."""
+        with_retries = super().request_decorator(func)
+
+        def send(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
+            try:
+                return with_retries(prepared_request, context)
+            except TokenRejected:
+                renew = getattr(self.authenticator, "renew", None)
+                if renew is None:
+                    raise
+                self.logger.info("%s rejected the token; renewing it once", self.provider_label)
+                renew()
+                try:
+                    return with_retries(prepared_request, context)
+                except TokenRejected as again:
+                    raise CredentialsRejected(str(again)) from None
+
+        return send
+
+    # Responses --------------------------------------------------------------------------
+
+    def describe(self, response: requests.Response) -> str:
+        """`<provider> stream <name>: <status> <reason> on <path>` for error messages."""
+        path = urlparse(response.url).path
+        return (
+            f"{self.provider_label} stream '{self.name}': "
+            f"HTTP {response.status_code} {response.reason} on {path}"
+        )
+
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status in {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}:
+            self.raise_for_credentials(response)
+        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            raise RetriableAPIError(self.describe(response), response)
+        if status == HTTPStatus.NOT_FOUND and self.parent_stream_type is not None:
+            raise RecordVanished(self.describe(response))
+        if status >= HTTPStatus.BAD_REQUEST:
+            raise ProviderError(
+                f"{self.describe(response)} (query: {urlparse(response.url).query or 'none'}): "
+                f"{response.text[:300]}"
+            )
+        try:
+            decoded_body(response)
+        except msgspec.DecodeError:
+            # A 200 whose body is cut short or not JSON is a transient fault: ask again.
+            msg = f"{self.describe(response)}: the body is not valid JSON"
+            raise RetriableAPIError(msg, response) from None
+
+    def raise_for_credentials(self, response: requests.Response) -> t.NoReturn:
+        settings = ", ".join(f"{self.provider}.{name}" for name in self.credential_settings)
+        message = f"{self.describe(response)} — check {self.provider} credentials ({settings})"
+        if response.status_code == HTTPStatus.UNAUTHORIZED:
+            raise TokenRejected(message)
+        raise CredentialsRejected(message)
+
+    @override
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
+        yield from self.records_in(decoded_body(response), response)
+
+    def records_in(self, body: t.Any, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
+        """The records of one decoded page; by default the body is one record."""
+        return self.one_record(body, response)
+
+    def one_record(self, body: t.Any, response: requests.Response) -> list[dict[str, t.Any]]:
+        if not isinstance(body, dict):
+            msg = f"{self.describe(response)}: expected a JSON object, got {type(body).__name__}"
+            raise ProviderError(msg)
+        return [body]
+
+    @override
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        try:
+            yield from super().get_records(context)
+        except RecordVanished as gone:
+            self.logger.warning("%s — skipped: deleted since its parent was listed", gone)
+
+    # Records ----------------------------------------------------------------------------
+
+    @override
+    def post_process(
+        self,
+        row: dict[str, t.Any],
+        context: Context | None = None,
+    ) -> dict[str, t.Any] | None:
+        for name in self._timestamp_fields:
+            value = row.get(name)
+            if value is not None:
+                row[name] = self.normalise_timestamp(value, name, row)
+        if self.replication_key and self.filters_by_bookmark:
+            bookmark = self.bookmark(context)
+            if bookmark is not None and row[self.replication_key] < bookmark:
+                return None
+        return row
+
+    def normalise_timestamp(self, value: t.Any, name: str, row: dict[str, t.Any]) -> str:
+        try:
+            return utc_timestamp(value)
+        except (TypeError, ValueError):
+            key = ", ".join(f"{k}={row.get(k)!r}" for k in self.primary_keys)
+            msg = (
+                f"{self.provider_label} stream '{self.name}': field '{name}' of record {key} "
+                f"is not an ISO-8601 timestamp: {value!r}"
+            )
+            raise ProviderError(msg) from None
+
+    def bookmark(self, context: Context | None) -> str | None:
+        """Where this run starts: max(bookmark from state, `start_date`), in record layout.
+
+        Records at exactly this value are kept (re-emitted); targets upsert on the key.
+        """
+        cache_key = tuple(sorted((context or {}).items()))
+        if cache_key not in self._bookmarks:
+            start = self.get_starting_timestamp(context)
+            self._bookmarks[cache_key] = utc_timestamp(start.isoformat()) if start else None
+        return self._bookmarks[cache_key]
+
+    # Output -----------------------------------------------------------------------------
+
+    @override
+    def _write_schema_message(self) -> None:
+        # The SDK writes a child stream's SCHEMA once per parent record (each parent starts a
+        # child sync). One per stream and run is all a target needs; the rest is noise that
+        # grows with the account. Overridden here, once, for every stream.
+        if not self._schema_sent:
+            super()._write_schema_message()
+            self._schema_sent = True
+
+    def reset_for_sync(self) -> None:
+        """Forget per-run caches; the tap calls this before each `sync_all`."""
+        self._schema_sent = False
+        self._bookmarks.clear()
+
+
+class DetailStream(ApiStream):
+    """One GET per parent record, returning a single object.
+
+    State is one stream-level bookmark, not one partition per parent (the SDK's default would
+    make every STATE message grow with the account). The parent only hands over records that
+    are new or changed, so the child does not filter on its own bookmark.
+    """
+
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    filters_by_bookmark = False
+
+    @override
+    def get_new_paginator(self) -> BaseAPIPaginator[t.Any] | None:
+        return None
+
+    @override
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        return {}
+
+    @override
+    def records_in(self, body: t.Any, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
+        return self.one_record(body, response)

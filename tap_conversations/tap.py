@@ -1,0 +1,82 @@
+"""The tap: its settings and the streams each configured provider enables."""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+from typing_extensions import override
+
+from tap_conversations import perform_engage
+from tap_conversations.client import ProviderResources
+
+if t.TYPE_CHECKING:
+    from tap_conversations.client import ApiStream, Provider
+
+#: Every provider this tap knows. Adding a provider is adding its module and one entry here.
+PROVIDERS: tuple[Provider, ...] = (perform_engage.PROVIDER,)
+
+
+class TapConversations(Tap):
+    """Conversations from Perform & Engage 365, onQ and Respondent."""
+
+    name = "tap-conversations"
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "start_date",
+            th.DateTimeType,
+            description="Earliest update time to extract on the first run (ISO-8601)",
+        ),
+        *(
+            th.Property(provider.key, provider.settings, description=provider.description)
+            for provider in PROVIDERS
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._provider_resources: dict[str, ProviderResources] = {}
+        super().__init__(*args, **kwargs)
+
+    @property
+    def configured_providers(self) -> tuple[Provider, ...]:
+        return tuple(provider for provider in PROVIDERS if provider.key in self.config)
+
+    @override
+    def discover_streams(self) -> list[ApiStream]:
+        """Streams of the configured providers; with none configured, every stream.
+
+        Listing everything without credentials lets `--discover` and `--about` describe the
+        whole tap; a sync still needs at least one provider (see `sync_all`).
+        """
+        providers = self.configured_providers or PROVIDERS
+        return [stream_type(tap=self) for p in providers for stream_type in p.streams]
+
+    def provider_resources(self, provider: str) -> ProviderResources:
+        """The HTTP session and authenticator shared by one provider's streams."""
+        if provider not in self._provider_resources:
+            self._provider_resources[provider] = ProviderResources()
+        return self._provider_resources[provider]
+
+    @override  # type: ignore[misc]
+    def sync_all(self) -> None:
+        # `Tap.sync_all` is marked final, but it is the one place that sees a whole run: we
+        # refuse a run with no provider, reset per-run caches and close pooled connections.
+        if not self.configured_providers:
+            names = ", ".join(f"'{p.key}'" for p in PROVIDERS)
+            msg = f"No provider configured: add at least one of {names} to the tap config"
+            raise ConfigValidationError(msg)
+        for stream in self.streams.values():
+            t.cast("ApiStream", stream).reset_for_sync()
+        try:
+            super().sync_all()
+        finally:
+            for resources in self._provider_resources.values():
+                resources.close()
+            self._provider_resources.clear()
+
+
+if __name__ == "__main__":
+    TapConversations.cli()
