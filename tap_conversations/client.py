@@ -20,6 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.pagination import PageNumberPaginator
 from typing_extensions import override
 
 if t.TYPE_CHECKING:
@@ -135,6 +136,8 @@ class ApiStream(RESTStream[t.Any]):
     provider_label: t.ClassVar[str]
     #: Config keys a 401/403 points the user at.
     credential_settings: t.ClassVar[tuple[str, ...]]
+    #: Documented base URL, for providers that have one global host.
+    default_api_url: t.ClassVar[str | None] = None
     #: Whether the stream drops records older than its bookmark. Child streams leave this to
     #: their parent, which only hands them parents that are new or changed.
     filters_by_bookmark: t.ClassVar[bool] = True
@@ -158,7 +161,7 @@ class ApiStream(RESTStream[t.Any]):
     @property
     @override
     def url_base(self) -> str:
-        return str(self.provider_config["api_url"]).rstrip("/")
+        return str(self.provider_config.get("api_url") or self.default_api_url).rstrip("/")
 
     @property
     def shared(self) -> ProviderResources:
@@ -257,6 +260,10 @@ class ApiStream(RESTStream[t.Any]):
         """The records of one decoded page; by default the body is one record."""
         return self.one_record(body, response)
 
+    def total_in(self, body: t.Any) -> int | None:
+        """The total record count the API announces in a page body, if it does."""
+        return None
+
     def one_record(self, body: t.Any, response: requests.Response) -> list[dict[str, t.Any]]:
         if not isinstance(body, dict):
             msg = f"{self.describe(response)}: expected a JSON object, got {type(body).__name__}"
@@ -325,6 +332,30 @@ class ApiStream(RESTStream[t.Any]):
         """Forget per-run caches; the tap calls this before each `sync_all`."""
         self._schema_sent = False
         self._bookmarks.clear()
+
+
+class PageNumberUntilShortPaginator(PageNumberPaginator):
+    """1-based page numbers, ending on an empty or short page, or once `total` were read.
+
+    The SDK's page-number paginator only stops on an empty page, which costs one extra
+    request per stream; the API's own signals (a short page, a total) end paging here.
+    """
+
+    def __init__(self, stream: ApiStream, page_size: t.Callable[[t.Any], int]) -> None:
+        super().__init__(start_value=1)
+        self._stream = stream
+        self._page_size = page_size
+        self.records_read = 0
+
+    @override
+    def has_more(self, response: requests.Response) -> bool:
+        body = decoded_body(response)
+        on_page = len(list(self._stream.records_in(body, response)))
+        self.records_read += on_page
+        total = self._stream.total_in(body)
+        if total is not None and self.records_read >= total:
+            return False
+        return on_page > 0 and on_page >= self._page_size(body)
 
 
 class DetailStream(ApiStream):

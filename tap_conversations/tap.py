@@ -9,14 +9,14 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_conversations import perform_engage
+from tap_conversations import onq, perform_engage, respondent
 from tap_conversations.client import ProviderResources
 
 if t.TYPE_CHECKING:
     from tap_conversations.client import ApiStream, Provider
 
 #: Every provider this tap knows. Adding a provider is adding its module and one entry here.
-PROVIDERS: tuple[Provider, ...] = (perform_engage.PROVIDER,)
+PROVIDERS: tuple[Provider, ...] = (perform_engage.PROVIDER, onq.PROVIDER, respondent.PROVIDER)
 
 
 class TapConversations(Tap):

@@ -1,0 +1,243 @@
+"""Respondent: messaging conversations, and the messages embedded in them.
+
+Protocol:
+- Auth: two headers on every request, `x-api-key` and `x-api-secret`.
+- Paging: `page` (1-based) and `pageSize`; with `includeCount=true` the body carries
+  `totalResults`, so paging ends once that many were read (or on a short or empty page).
+- Filters: `projectId` (each of `project_ids` is its own partition, with its own bookmark) and
+  `externalResearcherId`.
+- Messages arrive inside each conversation: `respondent_messages` is derived from the parent
+  record, no request of its own.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk import typing as th
+from singer_sdk.authenticators import APIAuthenticatorBase
+from typing_extensions import override
+
+from tap_conversations.client import (
+    ApiStream,
+    Authenticator,
+    PageNumberUntilShortPaginator,
+    Provider,
+    ProviderError,
+)
+
+if t.TYPE_CHECKING:
+    import requests
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.pagination import BaseAPIPaginator
+
+LABEL = "Respondent"
+DEFAULT_API_URL = "https://api.respondent.io/v1"
+DEFAULT_PAGE_SIZE = 100
+
+
+class ApiKeyPairAuthenticator(APIAuthenticatorBase):
+    """`x-api-key` and `x-api-secret` on every request (the SDK's API-key auth sets one)."""
+
+    def __init__(self, api_key: str, api_secret: str) -> None:
+        super().__init__()
+        self.auth_headers.update({"x-api-key": api_key, "x-api-secret": api_secret})
+
+
+def _user(*extra: th.Property[t.Any]) -> th.ObjectType:
+    return th.ObjectType(
+        th.Property("uid", th.StringType, description="Messaging user ID"),
+        th.Property("firstName", th.StringType),
+        th.Property("lastName", th.StringType, description="Last name initial"),
+        *extra,
+        th.Property("foreignId", th.StringType, description="User ID of the messaging user"),
+    )
+
+
+MESSAGE_PROPERTIES = (
+    th.Property("createdAt", th.DateTimeType),
+    th.Property("uid", th.StringType, required=True, description="Message ID"),
+    th.Property("body", th.StringType, description="Message text"),
+    th.Property("sender", _user()),
+    th.Property("updatedAt", th.DateTimeType),
+)
+
+
+class RespondentStream(ApiStream):
+    provider = "respondent"
+    provider_label = LABEL
+    credential_settings = ("api_key", "api_secret")
+    default_api_url = DEFAULT_API_URL
+
+    @override
+    def create_authenticator(self) -> Authenticator:
+        config = self.provider_config
+        return ApiKeyPairAuthenticator(config["api_key"], config["api_secret"])
+
+
+class ConversationsStream(RespondentStream):
+    """`GET /messaging/conversations`: every conversation, per project when configured."""
+
+    name = "respondent_conversations"
+    path = "/messaging/conversations"
+    primary_keys = ("uid",)
+    replication_key = "updatedAt"
+
+    schema = th.PropertiesList(
+        th.Property("uid", th.StringType, required=True, description="Conversation ID"),
+        th.Property("name", th.StringType, description="Conversation name"),
+        th.Property("createdAt", th.DateTimeType),
+        th.Property("updatedAt", th.DateTimeType),
+        th.Property("deleted", th.BooleanType, description="Marked as deleted"),
+        th.Property("locked", th.BooleanType),
+        th.Property("read", th.BooleanType, description="Deprecated by the API"),
+        th.Property("user", _user(), description="API owner account that created it"),
+        th.Property(
+            "participants",
+            th.ArrayType(
+                _user(
+                    th.Property("read", th.BooleanType, description="Has read the conversation"),
+                    th.Property("deleted", th.BooleanType, description="Has muted it"),
+                )
+            ),
+        ),
+        th.Property("messages", th.ArrayType(th.ObjectType(*MESSAGE_PROPERTIES))),
+        th.Property(
+            "latestMessage",
+            th.ObjectType(
+                th.Property("createdAt", th.DateTimeType),
+                th.Property("uid", th.StringType),
+                th.Property("body", th.StringType),
+                th.Property("updatedAt", th.DateTimeType),
+            ),
+        ),
+        th.Property("messagesCount", th.IntegerType),
+        th.Property(
+            "metadata",
+            th.ObjectType(
+                th.Property("projectId", th.StringType),
+                th.Property("surveyResponseId", th.StringType),
+                th.Property("externalResearcherId", th.StringType),
+                th.Property("externalTeamId", th.StringType),
+                th.Property("externalCompanyId", th.StringType),
+            ),
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The record whose child streams are being synced (the SDK syncs children inline).
+        self.current_record: dict[str, t.Any] | None = None
+
+    @property
+    def page_size(self) -> int:
+        return int(self.provider_config.get("page_size", DEFAULT_PAGE_SIZE))
+
+    @property
+    @override
+    def partitions(self) -> list[dict[str, t.Any]] | None:
+        project_ids = self.provider_config.get("project_ids") or []
+        return [{"project_id": project_id} for project_id in project_ids] or None
+
+    @override
+    def get_new_paginator(self) -> BaseAPIPaginator[t.Any] | None:
+        # The server answers with the page size it applied, which may be less than asked.
+        return PageNumberUntilShortPaginator(
+            self, page_size=lambda body: int(body.get("pageSize") or self.page_size)
+        )
+
+    @override
+    def get_url_params(
+        self, context: Context | None, next_page_token: int | None
+    ) -> dict[str, t.Any]:
+        params: dict[str, t.Any] = {
+            "page": next_page_token or 1,
+            "pageSize": self.page_size,
+            "includeCount": "true",
+        }
+        if context and context.get("project_id"):
+            params["projectId"] = context["project_id"]
+        if researcher := self.provider_config.get("external_researcher_id"):
+            params["externalResearcherId"] = researcher
+        return params
+
+    @override
+    def records_in(self, body: t.Any, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            msg = f"{self.describe(response)}: expected {{page, pageSize, results: [...]}}"
+            raise ProviderError(msg)
+        return t.cast("list[dict[str, t.Any]]", body["results"])
+
+    @override
+    def total_in(self, body: t.Any) -> int | None:
+        total = body.get("totalResults")
+        return int(total) if total is not None else None
+
+    @override
+    def get_child_context(
+        self,
+        record: dict[str, t.Any],
+        context: Context | None,
+    ) -> dict[str, t.Any]:
+        self.current_record = record
+        return {"conversation_uid": record["uid"]}
+
+
+class MessagesStream(RespondentStream):
+    """One record per message embedded in a conversation, with its `conversation_uid`.
+
+    Derived from the parent record: no request is made. A conversation that changed is
+    re-emitted whole, so all of its messages are too (targets upsert on `uid`).
+    """
+
+    name = "respondent_messages"
+    parent_stream_type = ConversationsStream
+    primary_keys = ("uid",)
+    replication_key = "updatedAt"
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    filters_by_bookmark = False
+
+    schema = th.PropertiesList(
+        th.Property("conversation_uid", th.StringType, required=True),
+        *MESSAGE_PROPERTIES,
+    ).to_dict()
+
+    @override
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        parent = t.cast("ConversationsStream", self._tap.streams[ConversationsStream.name])
+        conversation = parent.current_record
+        if conversation is None or context is None:
+            return
+        for message in conversation.get("messages") or []:
+            yield {**message, "conversation_uid": conversation["uid"]}
+
+
+PROVIDER = Provider(
+    key="respondent",
+    label=LABEL,
+    description="Respondent messaging. Its streams exist only when set.",
+    settings=th.ObjectType(
+        th.Property("api_url", th.URIType, default=DEFAULT_API_URL, description="API base URL"),
+        th.Property("api_key", th.StringType, required=True, secret=True, description="x-api-key"),
+        th.Property(
+            "api_secret", th.StringType, required=True, secret=True, description="x-api-secret"
+        ),
+        th.Property(
+            "page_size",
+            th.IntegerType(minimum=1, maximum=1000),
+            default=DEFAULT_PAGE_SIZE,
+            description="`pageSize` per page; the server may apply less",
+        ),
+        th.Property(
+            "project_ids",
+            th.ArrayType(th.StringType),
+            description="Only these projects, each its own partition with its own bookmark",
+        ),
+        th.Property(
+            "external_researcher_id",
+            th.StringType,
+            description="Only conversations of this external researcher",
+        ),
+    ),
+    streams=(ConversationsStream, MessagesStream),
+)
