@@ -67,7 +67,7 @@ class TapConversations(Tap):
         if not self.configured_providers:
             names = ", ".join(f"'{p.key}'" for p in PROVIDERS)
             msg = f"No provider configured: add at least one of {names} to the tap config"
-            raise ConfigValidationError(msg)
+            raise ConfigValidationError(msg, errors=[msg])
         for stream in self.streams.values():
             t.cast("ApiStream", stream).reset_for_sync()
         try:

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from sandbox import Sandbox, SandboxSettings
+
+
+@pytest.fixture
+def sandbox_factory() -> t.Iterator[t.Callable[..., Sandbox]]:
+    """Start sandboxes with custom settings; every one is stopped after the test."""
+    started: list[Sandbox] = []
+
+    def start(**settings: t.Any) -> Sandbox:
+        sandbox = Sandbox(SandboxSettings(**settings))
+        sandbox.start()
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_factory: t.Callable[..., Sandbox]) -> Sandbox:
+    """A small sandbox whose Perform & Engage lists are capped at 7 records per page."""
+    return sandbox_factory(
+        pe_conversations=40,
+        pe_plans=9,
+        pe_max_limit=7,
+        onq_conversations=45,
+        respondent_conversations=25,
+    )

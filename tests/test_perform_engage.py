@@ -1,0 +1,111 @@
+"""Perform & Engage 365 streams against the sandbox: paging, details, ids, filters, auth."""
+
+from __future__ import annotations
+
+import math
+import typing as t
+
+import pytest
+
+from tests.helpers import assert_same_records, run_cli, sync
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from sandbox import Sandbox
+
+CONVERSATIONS = "perform_engage_conversations"
+DETAILS = "perform_engage_conversation_details"
+PLANS = "perform_engage_conversation_plans"
+PLAN_DETAILS = "perform_engage_conversation_plan_details"
+
+
+def only_perform_engage(sandbox: Sandbox, **overrides: t.Any) -> dict[str, t.Any]:
+    config = sandbox.tap_config()
+    return {"perform_engage": {**config["perform_engage"], **overrides}}
+
+
+def test_every_record_once_with_its_values_across_capped_pages(sandbox: Sandbox) -> None:
+    result = sync(only_perform_engage(sandbox, page_size=100))
+    data = sandbox.data
+
+    assert_same_records(result.records(CONVERSATIONS), data.pe_conversations, "api_id")
+    assert_same_records(
+        result.records(DETAILS), list(data.pe_conversation_details.values()), "api_id"
+    )
+    assert_same_records(result.records(PLANS), data.pe_plans, "api_id")
+    assert_same_records(result.records(PLAN_DETAILS), list(data.pe_plan_details.values()), "api_id")
+
+    # We asked for 100 per page, the server capped at 7: paging followed its `next` links.
+    list_requests = [
+        r for r in sandbox.requests if r.path.endswith("/conversations/") and r.method == "GET"
+    ]
+    assert len(list_requests) == math.ceil(len(data.pe_conversations) / 7)
+    assert {r.query.get("limit") for r in list_requests} == {"100", "7"}
+
+
+def test_details_join_their_parent_and_ids_are_percent_encoded(sandbox: Sandbox) -> None:
+    result = sync(only_perform_engage(sandbox))
+
+    details = result.records(DETAILS)
+    assert [d["api_id"] for d in details] == result.keys(CONVERSATIONS, "api_id")
+    expected = sandbox.data.pe_conversation_details
+    for detail in details:
+        assert detail["data"] == expected[detail["api_id"]]["data"]
+    detail_paths = [r.raw_path for r in sandbox.requests if "/conversations/580" in r.raw_path]
+    assert detail_paths, "no detail requests seen"
+    assert all("%3A" in p and ":" not in p.split("/conversations/")[1] for p in detail_paths)
+
+    plan_details = result.records(PLAN_DETAILS)
+    assert all(
+        p["assigned_users"] == sandbox.data.pe_plan_details[p["api_id"]]["assigned_users"]
+        for p in plan_details
+    )
+
+
+def test_filters_are_sent_and_applied(sandbox: Sandbox) -> None:
+    target = next(c for c in sandbox.data.pe_conversations if "'" in (c["person_name"] or ""))
+    filters = {"person_name": target["person_name"], "status": target["status"]}
+    result = sync(only_perform_engage(sandbox, conversation_filters=filters))
+
+    expected = [
+        c
+        for c in sandbox.data.pe_conversations
+        if c["person_name"] == filters["person_name"] and c["status"] == filters["status"]
+    ]
+    assert expected
+    assert sorted(result.keys(CONVERSATIONS, "api_id")) == sorted(c["api_id"] for c in expected)
+    plan = sandbox.data.pe_plans[0]
+    result = sync(only_perform_engage(sandbox, plan_filters={"name": plan["name"]}))
+    assert {p["name"] for p in result.records(PLANS)} == {plan["name"]}
+
+
+def test_token_auth_obtains_one_token_and_renews_an_expired_one(
+    sandbox_factory: t.Callable[..., Sandbox],
+) -> None:
+    sandbox = sandbox_factory(pe_conversations=30, pe_plans=3, pe_max_limit=5)
+    result = sync(only_perform_engage(sandbox, auth_method="token"))
+    assert len(result.records(CONVERSATIONS)) == 30
+    assert sandbox.count(path_startswith="/perform-engage/api/v2/obtainauthtoken/") == 1
+
+    sandbox.reset_log()
+    sandbox.settings.pe_token_ttl_seconds = 0.2
+    sandbox.settings.latency_ms = 15
+    result = sync(only_perform_engage(sandbox, auth_method="token"))
+    assert len(result.records(DETAILS)) == 30
+    assert sandbox.count(path_startswith="/perform-engage/api/v2/obtainauthtoken/") > 1
+
+
+@pytest.mark.parametrize("auth_method", ["basic", "token"])
+def test_wrong_credentials_fail_clearly_without_leaking_the_key(
+    sandbox: Sandbox, tmp_path: Path, auth_method: str
+) -> None:
+    wrong_key = "wrong-key-5b1d7e"
+    config = only_perform_engage(sandbox, api_key=wrong_key, auth_method=auth_method)
+    completed = run_cli([], config, tmp_path)
+
+    assert completed.returncode != 0
+    assert "check perform_engage credentials" in completed.stderr
+    assert "Perform & Engage 365" in completed.stderr
+    assert wrong_key not in completed.stderr + completed.stdout
+    assert '"type":"RECORD"' not in completed.stdout.replace(" ", "")
