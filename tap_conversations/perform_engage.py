@@ -327,6 +327,7 @@ PROVIDER = Provider(
                 th.Property(
                     "status",
                     th.StringType(allowed_values=["draft", "final", "deleted", "archived"]),
+                    description="draft, final, deleted or archived",
                 ),
             ),
             description="Server-side filters for perform_engage_conversations",
