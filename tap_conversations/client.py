@@ -9,6 +9,7 @@ endpoint, so each endpoint class is a few declarative lines next to its schema.
 from __future__ import annotations
 
 import datetime
+import email.utils
 import threading
 import typing as t
 from dataclasses import dataclass, field
@@ -23,11 +24,15 @@ from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.pagination import PageNumberPaginator
 from typing_extensions import override
 
+from tap_conversations.concurrency import RequestGate
+
 if t.TYPE_CHECKING:
     from singer_sdk import typing as th
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
     from singer_sdk.tap_base import Tap
+
+    from tap_conversations.concurrency import DetailPrefetcher
 
 
 class ProviderError(FatalAPIError):
@@ -67,7 +72,9 @@ class ProviderResources:
     """
 
     pool_size: int = 10
+    max_requests_per_second: float | None = None
     session: requests.Session = field(init=False)
+    gate: RequestGate = field(init=False)
     _authenticator: Authenticator | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -76,6 +83,7 @@ class ProviderResources:
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self.gate = RequestGate(self.max_requests_per_second)
 
     def authenticator(self, create: t.Callable[[], Authenticator]) -> Authenticator:
         with self._lock:
@@ -87,8 +95,10 @@ class ProviderResources:
         self.session.close()
 
 
-class ProviderResourcesHost(t.Protocol):
-    """The tap, as seen by its streams."""
+class TapServices(t.Protocol):
+    """What the tap offers its streams beyond the SDK's `Tap`."""
+
+    detail_prefetcher: DetailPrefetcher
 
     def provider_resources(self, provider: str) -> ProviderResources: ...
 
@@ -112,6 +122,24 @@ def decoded_body(response: requests.Response) -> t.Any:
     if not hasattr(response, _DECODED_BODY):
         setattr(response, _DECODED_BODY, msgspec.json.decode(response.content))
     return getattr(response, _DECODED_BODY)
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """`Retry-After` as seconds from now; it may be a number of seconds or an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def utc_timestamp(value: str) -> str:
@@ -165,7 +193,11 @@ class ApiStream(RESTStream[t.Any]):
 
     @property
     def shared(self) -> ProviderResources:
-        return t.cast("ProviderResourcesHost", self._tap).provider_resources(self.provider)
+        return self.services.provider_resources(self.provider)
+
+    @property
+    def services(self) -> TapServices:
+        return t.cast("TapServices", self._tap)
 
     @property
     @override
@@ -195,8 +227,15 @@ class ApiStream(RESTStream[t.Any]):
 
     @override
     def request_decorator(self, func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-        """Add one token renewal on top of the SDK's retry policy."""
-        with_retries = super().request_decorator(func)
+        """The SDK's retry policy, with every attempt passing the provider's request gate,
+        plus one token renewal when the server rejects a token we believed valid."""
+        gate = self.shared.gate
+
+        def gated(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
+            gate.wait_turn()
+            return func(prepared_request, context)
+
+        with_retries = super().request_decorator(gated)
 
         def send(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
             try:
@@ -230,6 +269,9 @@ class ApiStream(RESTStream[t.Any]):
         if status in {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}:
             self.raise_for_credentials(response)
         if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            if (pause := retry_after_seconds(response)) is not None:
+                # Every worker of this provider waits, not just the one that was told.
+                self.shared.gate.pause(pause)
             raise RetriableAPIError(self.describe(response), response)
         if status == HTTPStatus.NOT_FOUND and self.parent_stream_type is not None:
             raise RecordVanished(self.describe(response))
@@ -270,21 +312,35 @@ class ApiStream(RESTStream[t.Any]):
             raise ProviderError(msg)
         return [body]
 
-    @override
-    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        try:
-            yield from super().get_records(context)
-        except RecordVanished as gone:
-            self.logger.warning("%s — skipped: deleted since its parent was listed", gone)
-
     # Records ----------------------------------------------------------------------------
 
     @override
-    def post_process(
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        """Prepared records; the detail requests of the next ones already in flight."""
+        return self.services.detail_prefetcher.read_ahead(
+            self, self.prepared_records(context), context
+        )
+
+    def prepared_records(self, context: Context | None) -> t.Iterator[dict[str, t.Any]]:
+        """The API's records, normalised, without those older than the bookmark.
+
+        Filtering here rather than in `post_process` means a dropped record never costs a
+        detail request, prefetched or not.
+        """
+        try:
+            for raw in self.request_records(context):
+                row = self.prepare(raw, context)
+                if row is not None:
+                    yield row
+        except RecordVanished as gone:
+            self.logger.warning("%s — skipped: deleted since its parent was listed", gone)
+
+    def prepare(
         self,
         row: dict[str, t.Any],
         context: Context | None = None,
     ) -> dict[str, t.Any] | None:
+        """Normalise one record; `None` drops it (older than the bookmark)."""
         for name in self._timestamp_fields:
             value = row.get(name)
             if value is not None:
@@ -368,6 +424,19 @@ class DetailStream(ApiStream):
 
     state_partitioning_keys: t.ClassVar[list[str]] = []
     filters_by_bookmark = False
+    #: Its requests may be sent ahead, concurrently (see `concurrency.DetailPrefetcher`).
+    prefetchable = True
+
+    @override
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        prefetched = self.services.detail_prefetcher.take(self, context)
+        if prefetched is None:
+            return self.prepared_records(context)
+        return prefetched.result()
+
+    def fetch_records(self, context: Context | None) -> list[dict[str, t.Any]]:
+        """All records for one parent, as a worker thread fetches them."""
+        return list(self.prepared_records(context))
 
     @override
     def get_new_paginator(self) -> BaseAPIPaginator[t.Any] | None:

@@ -164,7 +164,7 @@ class ConversationsStream(ApiStream):
         raise ProviderError(msg)
 
     @override
-    def post_process(
+    def prepare(
         self,
         row: dict[str, t.Any],
         context: Context | None = None,
@@ -173,7 +173,7 @@ class ConversationsStream(ApiStream):
         for key in ("id", "org_id"):
             if row.get(key) is not None:
                 row[key] = str(row[key])
-        return super().post_process(row, context)
+        return super().prepare(row, context)
 
 
 PROVIDER = Provider(

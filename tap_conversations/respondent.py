@@ -203,7 +203,8 @@ class MessagesStream(RespondentStream):
     ).to_dict()
 
     @override
-    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+    def request_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        """The parent record's embedded messages: the records come without a request."""
         parent = t.cast("ConversationsStream", self._tap.streams[ConversationsStream.name])
         conversation = parent.current_record
         if conversation is None or context is None:

@@ -11,9 +11,12 @@ from typing_extensions import override
 
 from tap_conversations import onq, perform_engage, respondent
 from tap_conversations.client import ProviderResources
+from tap_conversations.concurrency import DetailPrefetcher
 
 if t.TYPE_CHECKING:
     from tap_conversations.client import ApiStream, Provider
+
+DEFAULT_MAX_CONCURRENCY = 8
 
 #: Every provider this tap knows. Adding a provider is adding its module and one entry here.
 PROVIDERS: tuple[Provider, ...] = (perform_engage.PROVIDER, onq.PROVIDER, respondent.PROVIDER)
@@ -30,6 +33,12 @@ class TapConversations(Tap):
             th.DateTimeType,
             description="Earliest update time to extract on the first run (ISO-8601)",
         ),
+        th.Property(
+            "max_concurrency",
+            th.IntegerType(minimum=1, maximum=64),
+            default=DEFAULT_MAX_CONCURRENCY,
+            description="Detail requests in flight at once per run; 1 = one at a time",
+        ),
         *(
             th.Property(provider.key, provider.settings, description=provider.description)
             for provider in PROVIDERS
@@ -39,6 +48,11 @@ class TapConversations(Tap):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._provider_resources: dict[str, ProviderResources] = {}
         super().__init__(*args, **kwargs)
+        self.detail_prefetcher = DetailPrefetcher(self.max_concurrency)
+
+    @property
+    def max_concurrency(self) -> int:
+        return int(self.config.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
 
     @property
     def configured_providers(self) -> tuple[Provider, ...]:
@@ -57,7 +71,11 @@ class TapConversations(Tap):
     def provider_resources(self, provider: str) -> ProviderResources:
         """The HTTP session and authenticator shared by one provider's streams."""
         if provider not in self._provider_resources:
-            self._provider_resources[provider] = ProviderResources()
+            provider_config = self.config.get(provider) or {}
+            self._provider_resources[provider] = ProviderResources(
+                pool_size=self.max_concurrency + 2,
+                max_requests_per_second=provider_config.get("max_requests_per_second"),
+            )
         return self._provider_resources[provider]
 
     @override  # type: ignore[misc]
@@ -73,6 +91,7 @@ class TapConversations(Tap):
         try:
             super().sync_all()
         finally:
+            self.detail_prefetcher.close()
             for resources in self._provider_resources.values():
                 resources.close()
             self._provider_resources.clear()
