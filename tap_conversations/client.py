@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import quote, urlparse
 
+import backoff
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
@@ -25,6 +26,17 @@ from singer_sdk.pagination import PageNumberPaginator
 from typing_extensions import override
 
 from tap_conversations.concurrency import RequestGate
+from tap_conversations.settings import DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT
+
+#: What the SDK retries; once retries are exhausted these become one `ProviderError`.
+RETRIABLE_ERRORS = (
+    RetriableAPIError,
+    ConnectionResetError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk import typing as th
@@ -164,6 +176,8 @@ class ApiStream(RESTStream[t.Any]):
     provider_label: t.ClassVar[str]
     #: Config keys a 401/403 points the user at.
     credential_settings: t.ClassVar[tuple[str, ...]]
+    #: Statuses that mean "your credentials were refused" for this API.
+    credential_statuses: t.ClassVar[frozenset[int]] = frozenset({401, 403})
     #: Documented base URL, for providers that have one global host.
     default_api_url: t.ClassVar[str | None] = None
     #: Whether the stream drops records older than its bookmark. Child streams leave this to
@@ -235,7 +249,15 @@ class ApiStream(RESTStream[t.Any]):
             gate.wait_turn()
             return func(prepared_request, context)
 
-        with_retries = super().request_decorator(gated)
+        retrying = super().request_decorator(gated)
+
+        def with_retries(
+            prepared_request: requests.PreparedRequest, context: Context | None
+        ) -> t.Any:
+            try:
+                return retrying(prepared_request, context)
+            except RETRIABLE_ERRORS as error:
+                raise self.gave_up(prepared_request, error) from None
 
         def send(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
             try:
@@ -253,6 +275,35 @@ class ApiStream(RESTStream[t.Any]):
 
         return send
 
+    def gave_up(self, request: requests.PreparedRequest, error: Exception) -> ProviderError:
+        """One line for a request that still failed after every retry."""
+        response = getattr(error, "response", None)
+        if isinstance(error, RetriableAPIError) and response is not None:
+            what = f"last answer HTTP {response.status_code} {response.reason}"
+        else:
+            what = f"last error {type(error).__name__}"
+        path = urlparse(request.url or "").path
+        msg = (
+            f"{self.provider_label} stream '{self.name}': gave up on {path} after "
+            f"{self.backoff_max_tries()} attempts ({what})"
+        )
+        return ProviderError(msg)
+
+    @property
+    @override
+    def timeout(self) -> float:  # type: ignore[override]
+        return float(self.config.get("request_timeout_seconds", DEFAULT_REQUEST_TIMEOUT))
+
+    @override
+    def backoff_max_tries(self) -> int:
+        return int(self.config.get("max_retries", DEFAULT_MAX_RETRIES)) + 1
+
+    @override
+    def backoff_wait_generator(self) -> t.Generator[float, None, None]:
+        # 0.5, 1, 2, 4 ... s (plus the SDK's jitter), never more than 30 s. A Retry-After the
+        # server sent is honoured on top of this by the provider's request gate.
+        return backoff.expo(base=2, factor=0.5, max_value=30)
+
     # Responses --------------------------------------------------------------------------
 
     def describe(self, response: requests.Response) -> str:
@@ -266,7 +317,7 @@ class ApiStream(RESTStream[t.Any]):
     @override
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
-        if status in {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}:
+        if status in self.credential_statuses:
             self.raise_for_credentials(response)
         if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             if (pause := retry_after_seconds(response)) is not None:
@@ -394,24 +445,43 @@ class PageNumberUntilShortPaginator(PageNumberPaginator):
     """1-based page numbers, ending on an empty or short page, or once `total` were read.
 
     The SDK's page-number paginator only stops on an empty page, which costs one extra
-    request per stream; the API's own signals (a short page, a total) end paging here.
+    request per stream; the API's own signals (a short page, a total) end paging here. A
+    server that repeats a page, or whose total disagrees with what it delivered, ends the
+    stream with an error rather than a loop or a silent gap.
     """
 
     def __init__(self, stream: ApiStream, page_size: t.Callable[[t.Any], int]) -> None:
         super().__init__(start_value=1)
         self._stream = stream
         self._page_size = page_size
+        self._previous_first: t.Any = None
         self.records_read = 0
+
+    @override
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        return True  # let `has_more` see the empty page, to compare it with the total
 
     @override
     def has_more(self, response: requests.Response) -> bool:
         body = decoded_body(response)
-        on_page = len(list(self._stream.records_in(body, response)))
-        self.records_read += on_page
+        page = list(self._stream.records_in(body, response))
+        self.records_read += len(page)
+        first = tuple(page[0].get(k) for k in self._stream.primary_keys) if page else None
+        if first is not None and first == self._previous_first:
+            self._fail(f"page {self.current_value} repeats the previous page")
+        self._previous_first = first
         total = self._stream.total_in(body)
-        if total is not None and self.records_read >= total:
-            return False
-        return on_page > 0 and on_page >= self._page_size(body)
+        more = bool(page) and len(page) >= self._page_size(body)
+        if total is not None:
+            if self.records_read > total or (not more and self.records_read < total):
+                self._fail(f"it announced {total} records but delivered {self.records_read}")
+            more = self.records_read < total
+        return more
+
+    def _fail(self, problem: str) -> t.NoReturn:
+        stream = self._stream
+        msg = f"{stream.provider_label} stream '{stream.name}': paging stopped because {problem}"
+        raise ProviderError(msg)
 
 
 class DetailStream(ApiStream):

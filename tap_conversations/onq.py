@@ -28,6 +28,7 @@ from tap_conversations.client import (
     Provider,
     ProviderError,
 )
+from tap_conversations.settings import rate_limit_setting
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -94,6 +95,7 @@ class ConversationsStream(ApiStream):
     provider_label = LABEL
     credential_settings = ("api_key", "api_secret", "issuer", "subject", "audience")
     default_api_url = DEFAULT_API_URL
+    credential_statuses = frozenset({401})  # onQ answers 403 to an invalid request
 
     name = "onq_conversations"
     path = "/conversations"
@@ -216,6 +218,7 @@ PROVIDER = Provider(
             default=DEFAULT_PAGE_SIZE,
             description="`size` per page (1-1000)",
         ),
+        rate_limit_setting(),
     ),
     streams=(ConversationsStream,),
 )

@@ -30,6 +30,7 @@ from tap_conversations.client import (
     ProviderError,
     decoded_body,
 )
+from tap_conversations.settings import rate_limit_setting
 
 if t.TYPE_CHECKING:
     from urllib.parse import ParseResult
@@ -41,34 +42,48 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
-class PaginationLoop(ProviderError):
-    """The server sent a `next` URL we have already followed."""
+class PaginationError(ProviderError):
+    """The server's paging contradicts itself: a loop, a page that never ends, a bad count."""
 
 
 class NextUrlPaginator(BaseHATEOASPaginator):
-    """Follows DRF's `next` URL until it is null, refusing to visit any URL twice.
+    """Follows DRF's `next` URL until it is null, checking the server keeps its word.
 
     The SDK only catches a token equal to the one just before it; a server cycling
-    A -> B -> A would otherwise page forever.
+    A -> B -> A, sending empty pages that still link onwards, or whose `count` disagrees with
+    the records it delivered, ends the stream here with an error instead of a loop or a gap.
     """
 
     def __init__(self, stream_name: str) -> None:
         super().__init__()
         self._stream_name = stream_name
         self._seen: set[str] = set()
+        self.records_read = 0
+
+    @override
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        return True  # an empty page is checked in `get_next_url`, not silently ended on
 
     @override
     def get_next_url(self, response: requests.Response) -> str | None:
-        next_url: str | None = decoded_body(response).get("next")
+        body = decoded_body(response)
+        next_url: str | None = body.get("next")
+        on_page = len(body.get("results") or [])
+        self.records_read += on_page
+        count = body.get("count")
         if next_url in self._seen:
-            msg = (
-                f"{LABEL} stream '{self._stream_name}': the server's `next` link repeats a page "
-                f"already read ({next_url}); stopping instead of looping"
-            )
-            raise PaginationLoop(msg)
+            self._fail(f"its `next` link repeats a page already read ({next_url})")
+        if next_url and not on_page:
+            self._fail(f"it sent an empty page that still links to another ({next_url})")
+        if not next_url and isinstance(count, int) and count != self.records_read:
+            self._fail(f"it announced count={count} but delivered {self.records_read} records")
         if next_url:
             self._seen.add(next_url)
         return next_url
+
+    def _fail(self, problem: str) -> t.NoReturn:
+        msg = f"{LABEL} stream '{self._stream_name}': paging stopped because {problem}"
+        raise PaginationError(msg)
 
 
 class TokenAuthenticator:
@@ -340,6 +355,7 @@ PROVIDER = Provider(
             ),
             description="Server-side filters for perform_engage_conversation_plans",
         ),
+        rate_limit_setting(),
     ),
     streams=(
         ConversationsStream,

@@ -25,6 +25,7 @@ from tap_conversations.client import (
     Provider,
     ProviderError,
 )
+from tap_conversations.settings import rate_limit_setting
 
 if t.TYPE_CHECKING:
     import requests
@@ -239,6 +240,7 @@ PROVIDER = Provider(
             th.StringType,
             description="Only conversations of this external researcher",
         ),
+        rate_limit_setting(),
     ),
     streams=(ConversationsStream, MessagesStream),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import typing as t
 
 from singer_sdk import Tap
@@ -10,13 +11,18 @@ from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
 from tap_conversations import onq, perform_engage, respondent
-from tap_conversations.client import ProviderResources
+from tap_conversations.client import ProviderError, ProviderResources
 from tap_conversations.concurrency import DetailPrefetcher
+from tap_conversations.settings import (
+    DEFAULT_MAX_CONCURRENCY,
+    TOP_LEVEL_SETTINGS,
+    RedactSecrets,
+    config_problems,
+    secret_values,
+)
 
 if t.TYPE_CHECKING:
     from tap_conversations.client import ApiStream, Provider
-
-DEFAULT_MAX_CONCURRENCY = 8
 
 #: Every provider this tap knows. Adding a provider is adding its module and one entry here.
 PROVIDERS: tuple[Provider, ...] = (perform_engage.PROVIDER, onq.PROVIDER, respondent.PROVIDER)
@@ -28,27 +34,44 @@ class TapConversations(Tap):
     name = "tap-conversations"
 
     config_jsonschema = th.PropertiesList(
-        th.Property(
-            "start_date",
-            th.DateTimeType,
-            description="Earliest update time to extract on the first run (ISO-8601)",
-        ),
-        th.Property(
-            "max_concurrency",
-            th.IntegerType(minimum=1, maximum=64),
-            default=DEFAULT_MAX_CONCURRENCY,
-            description="Detail requests in flight at once per run; 1 = one at a time",
-        ),
+        *TOP_LEVEL_SETTINGS,
         *(
             th.Property(provider.key, provider.settings, description=provider.description)
             for provider in PROVIDERS
         ),
     ).to_dict()
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+    def __init__(self, *args: t.Any, validate_config: bool = True, **kwargs: t.Any) -> None:
         self._provider_resources: dict[str, ProviderResources] = {}
-        super().__init__(*args, **kwargs)
+        # The SDK's own check stops at JSON Schema; ours adds URLs and dates, and reports
+        # every problem in one go (see `settings.config_problems`).
+        super().__init__(*args, validate_config=False, **kwargs)
+        self._redact_secrets_in_logs()
+        if validate_config and (problems := config_problems(self.config, self.config_jsonschema)):
+            msg = f"{len(problems)} problem(s) in the tap config"
+            raise ConfigValidationError(msg, errors=problems)
         self.detail_prefetcher = DetailPrefetcher(self.max_concurrency)
+
+    def _redact_secrets_in_logs(self) -> None:
+        redact = RedactSecrets(secret_values(self.config, self.config_jsonschema))
+        for handler in logging.getLogger().handlers:
+            for old in [f for f in handler.filters if isinstance(f, RedactSecrets)]:
+                handler.removeFilter(old)
+            handler.addFilter(redact)
+
+    @classmethod
+    @override
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+        """Run the CLI; a failure the user must act on ends in one line and exit code 1.
+
+        The traceback is for bugs: it is logged only at DEBUG level for `ProviderError`s.
+        """
+        try:
+            super().invoke(*args, **kwargs)
+        except ProviderError as error:
+            cls.logger.debug("Traceback of the failure below", exc_info=error)
+            cls.logger.error("%s", error)
+            raise SystemExit(1) from None
 
     @property
     def max_concurrency(self) -> int:
