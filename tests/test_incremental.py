@@ -1,0 +1,156 @@
+"""Incremental replication over unsorted lists: nothing lost, nothing repeated without cause."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import typing as t
+
+import pytest
+
+from tests.helpers import TAP_EXECUTABLE, SyncResult, parse_messages, sync
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from sandbox import Sandbox
+
+PE = "perform_engage_conversations"
+PE_DETAILS = "perform_engage_conversation_details"
+ONQ = "onq_conversations"
+RESPONDENT = "respondent_conversations"
+MESSAGES = "respondent_messages"
+
+#: provider -> (stream, key, replication key, sandbox records)
+STREAMS: dict[str, tuple[str, str, str, t.Callable[[Sandbox], list[dict[str, t.Any]]]]] = {
+    "perform_engage": (PE, "api_id", "updated_date", lambda sb: sb.data.pe_conversations),
+    "onq": (ONQ, "id", "last_updated_on", lambda sb: sb.data.onq_conversations),
+    "respondent": (RESPONDENT, "uid", "updatedAt", lambda sb: sb.data.respondent_conversations),
+}
+
+
+def bookmark_of(state: dict[str, t.Any], stream: str) -> str:
+    return str(state["bookmarks"][stream]["replication_key_value"])
+
+
+def keys_at(records: list[dict[str, t.Any]], key: str, rk: str, instant: str) -> set[str]:
+    """Keys of records whose replication value is `instant` (compared as UTC text)."""
+    from tap_conversations.client import utc_timestamp
+
+    return {str(r[key]) for r in records if utc_timestamp(r[rk]) == instant}
+
+
+@pytest.mark.parametrize("provider", list(STREAMS))
+def test_second_run_emits_exactly_the_changed_and_new_records(
+    sandbox: Sandbox, provider: str
+) -> None:
+    stream, key, rk, records = STREAMS[provider]
+    config = sandbox.tap_config()
+    first = sync(config)
+    assert len(first.records(stream)) == len(records(sandbox))
+    bookmark = bookmark_of(first.final_state, stream)
+    at_bookmark = keys_at(records(sandbox), key, rk, bookmark)
+
+    mutation = sandbox.mutate(provider, changed=4, added=3)
+    sandbox.reset_log()
+    second = sync(config, state=first.final_state)
+
+    expected = {str(k) for k in mutation.changed_keys + mutation.added_keys} | at_bookmark
+    assert {str(k) for k in second.keys(stream, key)} == expected
+    assert len(second.records(stream)) == len(expected), "a record was emitted twice"
+    assert bookmark_of(second.final_state, stream) > bookmark
+
+
+def test_incremental_run_requests_details_only_for_changed_conversations(
+    sandbox_factory: t.Callable[..., Sandbox],
+) -> None:
+    sandbox = sandbox_factory(pe_conversations=300, pe_plans=4, pe_max_limit=50)
+    config = {"perform_engage": sandbox.tap_config()["perform_engage"]}
+    first = sync(config)
+    assert sandbox.count(path_startswith="/perform-engage/api/v2/conversations/580") == 300
+
+    mutation = sandbox.mutate("perform_engage", changed=3, added=0)  # 1% of the account
+    sandbox.reset_log()
+    second = sync(config, state=first.final_state)
+
+    emitted = set(second.keys(PE, "api_id"))
+    assert set(mutation.changed_keys) <= emitted
+    details = sandbox.count(path_startswith="/perform-engage/api/v2/conversations/580")
+    assert details == len(emitted) <= 4  # the changed three, plus the one at the bookmark
+    assert set(second.keys(PE_DETAILS, "api_id")) == emitted
+    # Plans have no update timestamp: full table, every run.
+    assert len(second.records("perform_engage_conversation_plans")) == 4
+
+
+def test_child_state_stays_one_bookmark_per_stream(sandbox: Sandbox) -> None:
+    result = sync(sandbox.tap_config())
+    bookmarks = result.final_state["bookmarks"]
+    for child in (PE_DETAILS, "perform_engage_conversation_plan_details", MESSAGES):
+        assert "partitions" not in bookmarks.get(child, {}), child
+    # Every STATE message is small, whatever the account size.
+    assert max(len(json.dumps(s)) for s in result.states) < 2_000
+    assert all("progress_markers" not in json.dumps(b) for b in bookmarks.values())
+
+
+def test_start_date_bounds_the_first_run(sandbox: Sandbox) -> None:
+    from tap_conversations.client import utc_timestamp
+
+    conversations = sandbox.data.pe_conversations
+    cut = sorted(utc_timestamp(c["updated_date"]) for c in conversations)[len(conversations) // 2]
+    config = {"perform_engage": sandbox.tap_config()["perform_engage"], "start_date": cut}
+    result = sync(config)
+    expected = {c["api_id"] for c in conversations if utc_timestamp(c["updated_date"]) >= cut}
+    assert set(result.keys(PE, "api_id")) == expected
+    assert set(result.keys(PE_DETAILS, "api_id")) == expected
+
+
+def test_deleted_and_archived_conversations_flow_through(sandbox: Sandbox) -> None:
+    result = sync({"perform_engage": sandbox.tap_config()["perform_engage"]})
+    statuses = {r["status"] for r in result.records(PE)}
+    assert {"deleted", "archived"} <= statuses
+    deleted = [r for r in sandbox.data.respondent_conversations if r["deleted"]]
+    respondent = sync({"respondent": sandbox.tap_config()["respondent"]})
+    assert {r["uid"] for r in deleted} <= set(respondent.keys(RESPONDENT, "uid"))
+
+
+def _run_until_killed(config_file: Path, state_file: Path, stop_after: int) -> SyncResult:
+    """Start the tap, read `stop_after` RECORD messages, then kill it like an OOM would."""
+    process = subprocess.Popen(  # noqa: S603 - our own executable
+        [TAP_EXECUTABLE, "--config", str(config_file), "--state", str(state_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    lines: list[bytes] = []
+    records = 0
+    for line in process.stdout:
+        lines.append(line)
+        records += b'"type":"RECORD"' in line.replace(b" ", b"")
+        if records >= stop_after:
+            break
+    process.kill()
+    process.wait()
+    return SyncResult(parse_messages(b"".join(lines)))
+
+
+def test_a_killed_run_resumed_from_its_last_state_loses_nothing(
+    sandbox_factory: t.Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(pe_conversations=120, pe_plans=3, pe_max_limit=20, latency_ms=2)
+    config = {"perform_engage": sandbox.tap_config()["perform_engage"], "max_concurrency": 4}
+    first = sync(config)
+    mutation = sandbox.mutate("perform_engage", changed=30, added=10)
+    changed = set(mutation.changed_keys + mutation.added_keys)
+
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(first.final_state))
+    killed = _run_until_killed(config_file, state_file, stop_after=20)
+    assert killed.states, "the killed run emitted no STATE before it died"
+    seen_before_kill = set(killed.keys(PE, "api_id"))
+    assert changed - seen_before_kill, "the run finished before it was killed"
+
+    resumed = sync(config, state=killed.final_state)
+    assert changed <= set(resumed.keys(PE, "api_id"))
+    assert changed <= set(resumed.keys(PE_DETAILS, "api_id"))
