@@ -8,6 +8,7 @@ import typing as t
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
 from tap_conversations import onq, perform_engage, respondent
@@ -113,6 +114,12 @@ class TapConversations(Tap):
             t.cast("ApiStream", stream).reset_for_sync()
         try:
             super().sync_all()
+        except BaseException:
+            # Whatever was delivered stays delivered: the target gets the state up to the
+            # failure (unsorted streams keep their previous bookmark, so a re-run covers the
+            # rest), then the error propagates.
+            self.write_message(StateMessage(value=self.state))
+            raise
         finally:
             self.detail_prefetcher.close()
             for resources in self._provider_resources.values():

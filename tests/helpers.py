@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import os
 import subprocess
 import sys
 import typing as t
@@ -25,7 +26,9 @@ class SyncResult:
     messages: list[dict[str, t.Any]]
 
     def records(self, stream: str) -> list[dict[str, t.Any]]:
-        return [m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream]
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
 
     def keys(self, stream: str, key: str) -> list[t.Any]:
         return [record[key] for record in self.records(stream)]
@@ -66,6 +69,7 @@ def run_cli(
     config: dict[str, t.Any] | None,
     tmp_path: Path,
     timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the `tap-conversations` executable with `config` written to a file."""
     command = [TAP_EXECUTABLE, *args]
@@ -74,7 +78,12 @@ def run_cli(
         config_file.write_text(json.dumps(config))
         command += ["--config", str(config_file)]
     return subprocess.run(  # noqa: S603 - our own executable, fixed arguments
-        command, capture_output=True, text=True, timeout=timeout, check=False
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -43,7 +43,9 @@ def test_every_conversation_and_message_once(sandbox: Sandbox) -> None:
 
 def test_messages_are_attached_to_their_conversation(sandbox: Sandbox) -> None:
     result = sync(only_respondent(sandbox))
-    owner = {m["uid"]: c["uid"] for c in sandbox.data.respondent_conversations for m in c["messages"]}
+    owner = {
+        m["uid"]: c["uid"] for c in sandbox.data.respondent_conversations for m in c["messages"]
+    }
     for message in result.records(MESSAGES):
         assert message["conversation_uid"] == owner[message["uid"]]
         assert set(message["sender"]) >= {"uid", "firstName", "lastName"}

@@ -1,0 +1,105 @@
+"""Concurrent detail fetching: same output as serial, shared rate limits, clean failures."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+import pytest
+
+from sandbox import FaultSettings
+from tests.helpers import run_cli, sync
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from sandbox import Sandbox
+
+
+def comparable(messages: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """Every message as the target sees it, minus the extraction time stamps."""
+    return [{k: v for k, v in m.items() if k != "time_extracted"} for m in messages]
+
+
+def test_concurrent_and_serial_runs_emit_identical_messages(
+    sandbox_factory: t.Callable[..., Sandbox],
+) -> None:
+    sandbox = sandbox_factory(
+        pe_conversations=90, pe_plans=12, pe_max_limit=25, respondent_conversations=30
+    )
+    config = sandbox.tap_config()
+    serial = sync({**config, "max_concurrency": 1})
+    concurrent = sync({**config, "max_concurrency": 8})
+
+    assert serial.counts()["perform_engage_conversation_details"] == 90
+    assert comparable(concurrent.messages) == comparable(serial.messages)
+
+
+def test_details_are_in_flight_together(sandbox_factory: t.Callable[..., Sandbox]) -> None:
+    sandbox = sandbox_factory(pe_conversations=40, pe_plans=2, latency_ms=50)
+    config = {"perform_engage": sandbox.tap_config()["perform_engage"], "max_concurrency": 8}
+    sync(config)
+    details = sorted(
+        (r.arrived, r.arrived + 0.05) for r in sandbox.requests if "/conversations/580" in r.path
+    )
+    # How many detail requests overlapped at their busiest moment.
+    peak = max(sum(1 for s, e in details if s <= start < e) for start, _ in details)
+    assert peak >= 4, f"at most {peak} detail requests overlapped"
+
+
+def test_retry_after_pauses_every_worker(sandbox_factory: t.Callable[..., Sandbox]) -> None:
+    sandbox = sandbox_factory(pe_conversations=60, pe_plans=3, latency_ms=5)
+    sandbox.settings.faults = FaultSettings(
+        rate=0.08, seed=11, kinds=("429", "503_retry_after"), retry_after_seconds=1
+    )
+    config = {"perform_engage": sandbox.tap_config()["perform_engage"], "max_concurrency": 8}
+    result = sync(config)
+
+    assert len(set(result.keys("perform_engage_conversation_details", "api_id"))) == 60
+    assert sandbox.count(status=429) + sandbox.count(status=503) >= 2, "too few faults to prove"
+    assert sandbox.early_retries == [], "a worker sent a request during a Retry-After pause"
+
+
+def test_rate_cap_spaces_requests(sandbox_factory: t.Callable[..., Sandbox]) -> None:
+    sandbox = sandbox_factory(pe_conversations=20, pe_plans=1, pe_max_limit=50)
+    provider = {**sandbox.tap_config()["perform_engage"], "max_requests_per_second": 25}
+    sync({"perform_engage": provider, "max_concurrency": 8})
+    arrivals = sorted(r.arrived for r in sandbox.requests)
+    assert len(arrivals) == 24  # 1 list page + 20 details + 1 plan page + 1 plan detail + 1
+    assert arrivals[-1] - arrivals[0] >= (len(arrivals) - 1) / 25 * 0.95
+
+
+def test_a_failing_worker_fails_the_run_once_without_hanging(
+    sandbox_factory: t.Callable[..., Sandbox],
+) -> None:
+    sandbox = sandbox_factory(pe_conversations=80, pe_plans=2)
+    sandbox.settings.faults = FaultSettings(rate=0.3, seed=5, kinds=("500",))
+    config = {
+        "perform_engage": sandbox.tap_config()["perform_engage"],
+        "max_concurrency": 8,
+        "max_retries": 0,
+    }
+    threads_before = threading.active_count()
+    from tap_conversations.client import ProviderError
+
+    with pytest.raises(ProviderError, match=r"Perform & Engage 365 stream .* gave up on /"):
+        sync(config)
+    assert threading.active_count() == threads_before, "worker threads outlived the run"
+
+
+def test_cli_failure_in_a_worker_is_one_line_and_exit_1(
+    sandbox_factory: t.Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(pe_conversations=50, pe_plans=2)
+    sandbox.settings.faults = FaultSettings(rate=0.3, seed=5, kinds=("500",))
+    config = {
+        "perform_engage": sandbox.tap_config()["perform_engage"],
+        "max_concurrency": 8,
+        "max_retries": 0,
+    }
+    completed = run_cli([], config, tmp_path, timeout=60)
+    assert completed.returncode == 1
+    errors = [line for line in completed.stderr.splitlines() if "ERROR" in line]
+    assert "gave up on /perform-engage/api/v2/" in errors[-1]
+    assert sum("gave up" in line for line in errors) == 1, errors
+    assert "Traceback" not in completed.stderr
