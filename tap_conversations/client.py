@@ -45,6 +45,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.tap_base import Tap
 
     from tap_conversations.concurrency import DetailPrefetcher
+    from tap_conversations.progress import Progress
 
 
 class ProviderError(FatalAPIError):
@@ -111,6 +112,7 @@ class TapServices(t.Protocol):
     """What the tap offers its streams beyond the SDK's `Tap`."""
 
     detail_prefetcher: DetailPrefetcher
+    progress: Progress
 
     def provider_resources(self, provider: str) -> ProviderResources: ...
 
@@ -244,9 +246,11 @@ class ApiStream(RESTStream[t.Any]):
         """The SDK's retry policy, with every attempt passing the provider's request gate,
         plus one token renewal when the server rejects a token we believed valid."""
         gate = self.shared.gate
+        progress = self.services.progress
 
         def gated(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
             gate.wait_turn()
+            progress.add(self.name, requests=1)
             return func(prepared_request, context)
 
         retrying = super().request_decorator(gated)
@@ -293,6 +297,16 @@ class ApiStream(RESTStream[t.Any]):
     @override
     def timeout(self) -> float:  # type: ignore[override]
         return float(self.config.get("request_timeout_seconds", DEFAULT_REQUEST_TIMEOUT))
+
+    @override
+    def backoff_handler(self, details: t.Any) -> None:
+        self.services.progress.add(self.name, retries=1)
+        super().backoff_handler(details)
+
+    def announce_total(self, total: int) -> None:
+        """The API said how many records this stream (and so each detail child) will have."""
+        for stream in (self, *(c for c in self.child_streams if isinstance(c, DetailStream))):
+            self.services.progress.set_total(stream.name, total)
 
     @override
     def backoff_max_tries(self) -> int:
@@ -368,9 +382,12 @@ class ApiStream(RESTStream[t.Any]):
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """Prepared records; the detail requests of the next ones already in flight."""
-        return self.services.detail_prefetcher.read_ahead(
+        yield from self.services.detail_prefetcher.read_ahead(
             self, self.prepared_records(context), context
         )
+        if self.parent_stream_type is None:
+            for stream in (self, *self.child_streams):
+                self.services.progress.finish(stream.name)
 
     def prepared_records(self, context: Context | None) -> t.Iterator[dict[str, t.Any]]:
         """The API's records, normalised, without those older than the bookmark.
@@ -378,10 +395,12 @@ class ApiStream(RESTStream[t.Any]):
         Filtering here rather than in `post_process` means a dropped record never costs a
         detail request, prefetched or not.
         """
+        progress = self.services.progress
         try:
             for raw in self.request_records(context):
                 row = self.prepare(raw, context)
                 if row is not None:
+                    progress.add(self.name, records=1)
                     yield row
         except RecordVanished as gone:
             self.logger.warning("%s — skipped: deleted since its parent was listed", gone)

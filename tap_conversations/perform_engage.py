@@ -165,6 +165,8 @@ class PerformEngageStream(ApiStream):
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             msg = f"{self.describe(response)}: expected {{count, next, results: [...]}}"
             raise ProviderError(msg)
+        if isinstance(body.get("count"), int):
+            self.announce_total(body["count"])
         return t.cast("list[dict[str, t.Any]]", body["results"])
 
     @override

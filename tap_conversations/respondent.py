@@ -172,7 +172,10 @@ class ConversationsStream(RespondentStream):
     @override
     def total_in(self, body: t.Any) -> int | None:
         total = body.get("totalResults")
-        return int(total) if total is not None else None
+        if total is None:
+            return None
+        self.announce_total(int(total))
+        return int(total)
 
     @override
     def get_child_context(

@@ -13,6 +13,7 @@ from singer_sdk import typing as th
 DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_REQUEST_TIMEOUT = 60
+DEFAULT_PROGRESS_INTERVAL = 30
 
 TOP_LEVEL_SETTINGS = (
     th.Property(
@@ -37,6 +38,12 @@ TOP_LEVEL_SETTINGS = (
         th.NumberType(minimum=1, maximum=900),
         default=DEFAULT_REQUEST_TIMEOUT,
         description="Seconds to wait for a response before retrying",
+    ),
+    th.Property(
+        "progress_interval_seconds",
+        th.NumberType(minimum=0),
+        default=DEFAULT_PROGRESS_INTERVAL,
+        description="Seconds between progress lines on stderr; 0 turns them off",
     ),
 )
 

@@ -14,8 +14,10 @@ from typing_extensions import override
 from tap_conversations import onq, perform_engage, respondent
 from tap_conversations.client import ProviderError, ProviderResources
 from tap_conversations.concurrency import DetailPrefetcher
+from tap_conversations.progress import Progress
 from tap_conversations.settings import (
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PROGRESS_INTERVAL,
     TOP_LEVEL_SETTINGS,
     RedactSecrets,
     config_problems,
@@ -52,6 +54,10 @@ class TapConversations(Tap):
             msg = f"{len(problems)} problem(s) in the tap config"
             raise ConfigValidationError(msg, errors=problems)
         self.detail_prefetcher = DetailPrefetcher(self.max_concurrency)
+        self.progress = Progress(
+            self.logger,
+            float(self.config.get("progress_interval_seconds", DEFAULT_PROGRESS_INTERVAL)),
+        )
 
     def _redact_secrets_in_logs(self) -> None:
         redact = RedactSecrets(secret_values(self.config, self.config_jsonschema))
@@ -112,6 +118,7 @@ class TapConversations(Tap):
             raise ConfigValidationError(msg, errors=[msg])
         for stream in self.streams.values():
             t.cast("ApiStream", stream).reset_for_sync()
+        self.progress.start()
         try:
             super().sync_all()
         except BaseException:
@@ -121,6 +128,8 @@ class TapConversations(Tap):
             self.write_message(StateMessage(value=self.state))
             raise
         finally:
+            self.progress.stop()
+            self.logger.info("Sync summary:\n%s", self.progress.summary())
             self.detail_prefetcher.close()
             for resources in self._provider_resources.values():
                 resources.close()

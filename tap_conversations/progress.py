@@ -1,0 +1,112 @@
+"""Progress of a long run on stderr, and a summary table at its end.
+
+Counters are bumped by the streams (records, requests, retries, the total an API announces);
+a background thread logs one line per active stream every `progress_interval_seconds`, never
+per record. Singer messages on stdout are untouched: this only writes log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StreamProgress:
+    records: int = 0
+    requests: int = 0
+    retries: int = 0
+    total: int | None = None
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    def line(self, name: str) -> str:
+        rate = self.records / self.seconds if self.seconds > 0 else 0.0
+        done = f"{self.records:,}" + (f"/{self.total:,}" if self.total is not None else "")
+        eta = ""
+        if self.total is not None and rate > 0 and self.total > self.records:
+            eta = f", ETA {_duration((self.total - self.records) / rate)}"
+        return (
+            f"{name}: {done} records, {rate:,.0f}/s, {self.requests:,} requests, "
+            f"{self.retries} retries{eta}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class Progress:
+    """Thread-safe counters per stream, reported at a steady interval."""
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._streams: dict[str, StreamProgress] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _get(self, stream: str) -> StreamProgress:
+        if stream not in self._streams:
+            self._streams[stream] = StreamProgress()
+        return self._streams[stream]
+
+    def add(self, stream: str, *, records: int = 0, requests: int = 0, retries: int = 0) -> None:
+        with self._lock:
+            entry = self._get(stream)
+            entry.records += records
+            entry.requests += requests
+            entry.retries += retries
+
+    def set_total(self, stream: str, total: int) -> None:
+        with self._lock:
+            self._get(stream).total = total
+
+    def finish(self, stream: str) -> None:
+        with self._lock:
+            self._get(stream).finished = time.monotonic()
+
+    def start(self) -> None:
+        if self._interval <= 0 or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._report, name="progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _report(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                lines = [e.line(n) for n, e in self._streams.items() if e.finished is None]
+            for line in lines:
+                self._logger.info("Progress %s", line)
+
+    def summary(self) -> str:
+        with self._lock:
+            rows = [
+                (name, e.records, e.requests, e.retries, e.seconds)
+                for name, e in self._streams.items()
+            ]
+        width = max([len("stream"), *(len(r[0]) for r in rows)])
+        lines = [
+            f"{'stream':<{width}}  {'records':>9}  {'requests':>8}  {'retries':>7}  {'seconds':>8}"
+        ]
+        lines += [
+            f"{name:<{width}}  {records:>9,}  {requests:>8,}  {retries:>7,}  {seconds:>8.1f}"
+            for name, records, requests, retries, seconds in rows
+        ]
+        return "\n".join(lines)
