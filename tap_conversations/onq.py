@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 import typing as t
 
 import jwt
@@ -79,6 +80,7 @@ class JWTAuthenticator:
             "aud": config["audience"],
             "iat": issued_at,
             "exp": issued_at + self._lifetime,
+            "jti": uuid.uuid4().hex,  # every token distinct, even two minted in one second
         }
         self._token = jwt.encode(
             claims,

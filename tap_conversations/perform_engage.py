@@ -86,6 +86,10 @@ class NextUrlPaginator(BaseHATEOASPaginator):
         raise PaginationError(msg)
 
 
+def _unauthenticated(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
 class TokenAuthenticator:
     """`Authorization: Token <token>` from `POST /obtainauthtoken/`, renewed on demand."""
 
@@ -112,6 +116,7 @@ class TokenAuthenticator:
             f"{stream.url_base}/obtainauthtoken/",
             json={"username": config["username"], "password": config["api_key"]},
             timeout=stream.timeout,
+            auth=_unauthenticated,  # the session's own auth is this authenticator
         )
         if response.status_code in {HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED}:
             msg = (

@@ -50,7 +50,8 @@ class TapConversations(Tap):
         # every problem in one go (see `settings.config_problems`).
         super().__init__(*args, validate_config=False, **kwargs)
         self._redact_secrets_in_logs()
-        if validate_config and (problems := config_problems(self.config, self.config_jsonschema)):
+        problems = config_problems(dict(self.config), self.config_jsonschema)
+        if validate_config and problems:
             msg = f"{len(problems)} problem(s) in the tap config"
             raise ConfigValidationError(msg, errors=problems)
         self.detail_prefetcher = DetailPrefetcher(self.max_concurrency)

@@ -56,8 +56,9 @@ def test_full_page_at_the_end_costs_one_empty_request(
 def test_token_is_renewed_when_the_server_expires_it_early(
     sandbox_factory: t.Callable[..., Sandbox],
 ) -> None:
-    sandbox = sandbox_factory(onq_conversations=60, latency_ms=40)
-    sandbox.settings.onq_token_max_age_seconds = 0.15
+    # `iat` has whole seconds, so a token can look up to 1 s old when minted: expire at 1.2 s.
+    sandbox = sandbox_factory(onq_conversations=60, latency_ms=150)
+    sandbox.settings.onq_token_max_age_seconds = 1.2
     result = sync(only_onq(sandbox, page_size=5))
 
     assert_same_records(result.records(STREAM), expected_rows(sandbox), "id")

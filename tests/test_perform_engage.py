@@ -89,9 +89,9 @@ def test_token_auth_obtains_one_token_and_renews_an_expired_one(
     assert sandbox.count(path_startswith="/perform-engage/api/v2/obtainauthtoken/") == 1
 
     sandbox.reset_log()
-    sandbox.settings.pe_token_ttl_seconds = 0.2
-    sandbox.settings.latency_ms = 15
-    result = sync(only_perform_engage(sandbox, auth_method="token"))
+    sandbox.settings.pe_token_ttl_seconds = 0.1
+    sandbox.settings.latency_ms = 20
+    result = sync({**only_perform_engage(sandbox, auth_method="token"), "max_concurrency": 1})
     assert len(result.records(DETAILS)) == 30
     assert sandbox.count(path_startswith="/perform-engage/api/v2/obtainauthtoken/") > 1
 
