@@ -26,13 +26,14 @@ PE_USERNAME = "sandbox.admin@example.com"
 PE_API_KEY = "pe-sandbox-secret-9f3c61e2b7a04d58"
 
 ONQ_API_KEY = "onq-sandbox-key-4d7a9c21"
-ONQ_API_SECRET = "onq-sandbox-secret-7e2d94c0a6b15f83c9d2e4a1b0f6"  # >= 32 bytes for HS256
+# Fake credentials, known to anyone who reads this file; the HS256 secret has >= 32 bytes.
+ONQ_API_SECRET = "onq-sandbox-secret-7e2d94c0a6b15f83c9d2e4a1b0f6"  # noqa: S105
 ONQ_ISSUER = "https://tap-conversations.example.com"
 ONQ_SUBJECT = "sandbox.integration@example.com"
 ONQ_AUDIENCE = "https://sandbox.onq.io"
 
 RESPONDENT_API_KEY = "respondent-sandbox-key-2b8e5f17"
-RESPONDENT_API_SECRET = "respondent-sandbox-secret-c41e7a9d03f2"
+RESPONDENT_API_SECRET = "respondent-sandbox-secret-c41e7a9d03f2"  # noqa: S105
 
 PePathology = Literal["repeat_next", "endless", "count_mismatch"]
 OnqEnvelope = Literal["array", "object"]

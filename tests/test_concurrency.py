@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import typing as t
 
@@ -16,9 +18,10 @@ if t.TYPE_CHECKING:
     from sandbox import Sandbox
 
 
-def comparable(messages: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-    """Every message as the target sees it, minus the extraction time stamps."""
-    return [{k: v for k, v in m.items() if k != "time_extracted"} for m in messages]
+def comparable(messages: list[dict[str, t.Any]]) -> list[str]:
+    """Every message as the target sees it, minus the times at which the run happened."""
+    text = [json.dumps({k: v for k, v in m.items() if k != "time_extracted"}) for m in messages]
+    return [re.sub(r'"replication_key_signpost": "[^"]*"', "", line) for line in text]
 
 
 def test_concurrent_and_serial_runs_emit_identical_messages(
@@ -65,7 +68,7 @@ def test_rate_cap_spaces_requests(sandbox_factory: t.Callable[..., Sandbox]) -> 
     provider = {**sandbox.tap_config()["perform_engage"], "max_requests_per_second": 25}
     sync({"perform_engage": provider, "max_concurrency": 8})
     arrivals = sorted(r.arrived for r in sandbox.requests)
-    assert len(arrivals) == 24  # 1 list page + 20 details + 1 plan page + 1 plan detail + 1
+    assert len(arrivals) == 23  # 1 list page + 20 details + 1 plan page + 1 plan detail
     assert arrivals[-1] - arrivals[0] >= (len(arrivals) - 1) / 25 * 0.95
 
 
