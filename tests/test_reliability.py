@@ -56,20 +56,24 @@ def test_a_fifth_of_requests_faulted_still_delivers_every_record_once(
 def test_persistent_failure_exits_1_with_one_line_and_a_final_state(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    sandbox.settings.faults = FaultSettings(rate=1.0, kinds=("502_html",), providers=("onq",))
+    # Streams sync in name order: onQ and Perform & Engage finish before Respondent fails.
+    sandbox.settings.faults = FaultSettings(
+        rate=1.0, kinds=("502_html",), providers=("respondent",)
+    )
     config = {**sandbox.tap_config(), "max_retries": 2}
     completed = run_cli([], config, tmp_path)
 
     assert completed.returncode == 1
     last_error = [line for line in completed.stderr.splitlines() if "ERROR" in line][-1]
     assert (
-        "onQ stream 'onq_conversations': gave up on /onq/api/external/conversations "
-        "after 3 attempts (last answer HTTP 502" in last_error
+        "Respondent stream 'respondent_conversations': gave up on /respondent/v1/messaging/"
+        "conversations after 3 attempts (last answer HTTP 502" in last_error
     )
     messages = parse_messages(completed.stdout)
     assert messages[-1]["type"] == "STATE"
-    # Perform & Engage synced before onQ failed: its bookmark is in the final state.
-    assert "perform_engage_conversations" in messages[-1]["value"]["bookmarks"]
+    bookmarks = messages[-1]["value"]["bookmarks"]
+    for done in ("onq_conversations", "perform_engage_conversations"):
+        assert bookmarks[done]["replication_key_value"], done
     assert "<html" not in completed.stderr.lower()
 
 
@@ -151,7 +155,7 @@ def test_inconsistent_paging_ends_with_a_clear_error(
     completed = run_cli([], config, tmp_path, timeout=60)
     assert completed.returncode == 1
     assert problem in completed.stderr
-    assert "Perform & Engage 365 stream 'perform_engage_conversations'" in completed.stderr
+    assert "Perform & Engage 365 stream 'perform_engage_conversation" in completed.stderr
 
 
 def test_config_values_are_not_in_about_or_catalog(tmp_path: Path) -> None:
