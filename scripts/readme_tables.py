@@ -47,8 +47,7 @@ def settings_table() -> str:
 
 def streams_table() -> str:
     header = (
-        "| Stream | Provider | Endpoint | Key | Replication | Parent |\n"
-        "|:--|:--|:--|:--|:--|:--|"
+        "| Stream | Provider | Endpoint | Key | Replication | Parent |\n|:--|:--|:--|:--|:--|:--|"
     )
     rows = []
     for provider in PROVIDERS:

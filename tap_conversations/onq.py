@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 import typing as t
+import uuid
 
 import jwt
 import requests

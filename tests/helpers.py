@@ -77,7 +77,7 @@ def run_cli(
         config_file = tmp_path / "config.json"
         config_file.write_text(json.dumps(config))
         command += ["--config", str(config_file)]
-    return subprocess.run(  # noqa: S603 - our own executable, fixed arguments
+    return subprocess.run(
         command,
         capture_output=True,
         text=True,

@@ -10,6 +10,7 @@ import typing as t
 import pytest
 
 from sandbox import FaultSettings
+from tap_conversations.client import ProviderError
 from tests.helpers import run_cli, sync
 
 if t.TYPE_CHECKING:
@@ -82,8 +83,6 @@ def test_a_failing_worker_fails_the_run_once_without_hanging(
         "max_concurrency": 8,
         "max_retries": 0,
     }
-    from tap_conversations.client import ProviderError
-
     with pytest.raises(ProviderError, match=r"Perform & Engage 365 stream .* gave up on /"):
         sync(config)
     workers = [t.name for t in threading.enumerate() if t.name.startswith(("detail", "progress"))]

@@ -8,6 +8,7 @@ import typing as t
 
 import pytest
 
+from tap_conversations.client import utc_timestamp
 from tests.helpers import TAP_EXECUTABLE, SyncResult, parse_messages, sync
 
 if t.TYPE_CHECKING:
@@ -35,8 +36,6 @@ def bookmark_of(state: dict[str, t.Any], stream: str) -> str:
 
 def keys_at(records: list[dict[str, t.Any]], key: str, rk: str, instant: str) -> set[str]:
     """Keys of records whose replication value is `instant` (compared as UTC text)."""
-    from tap_conversations.client import utc_timestamp
-
     return {str(r[key]) for r in records if utc_timestamp(r[rk]) == instant}
 
 
@@ -93,8 +92,6 @@ def test_child_state_stays_one_bookmark_per_stream(sandbox: Sandbox) -> None:
 
 
 def test_start_date_bounds_the_first_run(sandbox: Sandbox) -> None:
-    from tap_conversations.client import utc_timestamp
-
     conversations = sandbox.data.pe_conversations
     cut = sorted(utc_timestamp(c["updated_date"]) for c in conversations)[len(conversations) // 2]
     config = {"perform_engage": sandbox.tap_config()["perform_engage"], "start_date": cut}
@@ -115,7 +112,7 @@ def test_deleted_and_archived_conversations_flow_through(sandbox: Sandbox) -> No
 
 def _run_until_killed(config_file: Path, state_file: Path, stop_after: int) -> SyncResult:
     """Start the tap, read `stop_after` RECORD messages, then kill it like an OOM would."""
-    process = subprocess.Popen(  # noqa: S603 - our own executable
+    process = subprocess.Popen(
         [TAP_EXECUTABLE, "--config", str(config_file), "--state", str(state_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

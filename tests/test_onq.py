@@ -6,7 +6,9 @@ import math
 import typing as t
 
 import pytest
+import requests
 
+from tap_conversations.onq import JWTAuthenticator
 from tests.helpers import assert_same_records, run_cli, sync
 
 if t.TYPE_CHECKING:
@@ -69,18 +71,14 @@ def test_token_is_renewed_when_the_server_expires_it_early(
 
 def test_token_is_reminted_before_its_own_expiry(sandbox: Sandbox) -> None:
     """A lifetime of 600 s renews after 480 s; simulate by shortening the clock margin."""
-    from tap_conversations.onq import JWTAuthenticator
-
     auth = JWTAuthenticator(only_onq(sandbox)["onq"])
     first = auth(_request()).headers["Authorization"]
     assert auth(_request()).headers["Authorization"] == first
-    auth._expires_at = 0  # noqa: SLF001 - the clock moved past the renewal point
+    auth._expires_at = 0
     assert auth(_request()).headers["Authorization"] != first
 
 
-def _request() -> t.Any:
-    import requests
-
+def _request() -> requests.PreparedRequest:
     return requests.Request("GET", "http://127.0.0.1/").prepare()
 
 

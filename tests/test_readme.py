@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_readme_tables_are_current() -> None:
-    completed = subprocess.run(  # noqa: S603 - our own script
+    completed = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), "--check"],
         capture_output=True,
         text=True,
