@@ -7,6 +7,7 @@ import typing as t
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
@@ -35,6 +36,8 @@ class TapConversations(Tap):
     """Conversations from Perform & Engage 365, onQ and Respondent."""
 
     name = "tap-conversations"
+    # msgspec encodes RECORD messages several times faster than the default simplejson writer.
+    message_writer_class = MsgSpecWriter
 
     config_jsonschema = th.PropertiesList(
         *TOP_LEVEL_SETTINGS,
