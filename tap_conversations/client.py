@@ -22,8 +22,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers._catalog import pop_deselected_record_properties
+from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.pagination import PageNumberPaginator
+from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
 from tap_conversations.concurrency import RequestGate
@@ -164,10 +167,17 @@ def utc_timestamp(value: str) -> str:
     `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, makes string order equal time order, which is what the
     SDK relies on when it compares bookmark values. The instant itself is unchanged.
     """
-    parsed = datetime.datetime.fromisoformat(value)
+    parsed = datetime.datetime.fromisoformat(value)  # validates, whatever the path below
+    utc_suffix = value[-1] == "Z" or value.endswith("+00:00")
+    if utc_suffix and len(value) >= 20 and value[10] == "T":
+        # Already UTC (the common case): rebuild the text instead of formatting a datetime,
+        # three times cheaper on the hot path.
+        body = value[:-1] if value[-1] == "Z" else value[:-6]
+        if len(body) == 19 or (body[19] == "." and 20 < len(body) <= 26 and body[20:].isdigit()):
+            return f"{body[:19]}.{body[20:].ljust(6, '0')}+00:00"
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return parsed.astimezone(datetime.UTC).isoformat(timespec="microseconds")
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -179,6 +189,12 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
     "null": (type(None),),
 }
+
+
+@dataclass(frozen=True)
+class _Selection:
+    deselected: frozenset[str]  # top-level properties the catalog deselected
+    nested: bool  # whether any nested property is deselected
 
 
 def _python_types(prop: dict[str, t.Any]) -> frozenset[type]:
@@ -221,6 +237,7 @@ class ApiStream(RESTStream[t.Any]):
             name: _python_types(prop) for name, prop in self.schema["properties"].items()
         }
         self._unknown_reported: set[str] = set()
+        self._selection_cache: _Selection | None = None
         self._bookmarks: dict[tuple[tuple[str, t.Any], ...], str | None] = {}
         self._schema_sent = False
 
@@ -469,8 +486,11 @@ class ApiStream(RESTStream[t.Any]):
                 )
             for name in unknown:
                 del row[name]
+        for name in self._selection.deselected:
+            row.pop(name, None)
+        field_types = self._field_types
         for name, value in row.items():
-            if type(value) not in self._field_types[name]:
+            if type(value) not in field_types[name]:
                 key = ", ".join(f"{k}={row.get(k)!r}" for k in self.primary_keys)
                 expected = "/".join(sorted(t.__name__ for t in self._field_types[name]))
                 msg = (
@@ -478,6 +498,39 @@ class ApiStream(RESTStream[t.Any]):
                     f"{key} is {type(value).__name__} {value!r:.60}, expected {expected}"
                 )
                 raise ProviderError(msg)
+
+    @property
+    def _selection(self) -> _Selection:
+        """Which properties the catalog deselected, worked out once per run."""
+        if self._selection_cache is None:
+            deselected = {
+                name
+                for name in self.schema["properties"]
+                if not self.mask.get(("properties", name), True)
+            }
+            nested = any(len(crumb) > 2 and not selected for crumb, selected in self.mask.items())
+            self._selection_cache = _Selection(frozenset(deselected), nested)
+        return self._selection_cache
+
+    @override
+    def _generate_record_messages(
+        self, record: dict[str, t.Any]
+    ) -> t.Generator[RecordMessage, None, None]:
+        # The SDK's version walks the selection mask for every property of every record
+        # (measured: a quarter of the tap's CPU on 50,000 onQ records) and conforms types,
+        # which `check_fields` has made unnecessary. Here deselected top-level properties are
+        # already gone (`check_fields`), and the walk runs only if a nested one is deselected.
+        if self._selection.nested:
+            pop_deselected_record_properties(record, self.schema, self.mask)
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=utc_now(),
+                )
 
     def normalise_timestamp(self, value: t.Any, name: str, row: dict[str, t.Any]) -> str:
         try:
@@ -516,6 +569,7 @@ class ApiStream(RESTStream[t.Any]):
         """Forget per-run caches; the tap calls this before each `sync_all`."""
         self._schema_sent = False
         self._bookmarks.clear()
+        self._selection_cache = None
 
 
 class PageNumberUntilShortPaginator(PageNumberPaginator):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
+import random
 import typing as t
 
 import pytest
 
-from tap_conversations.client import ProviderError
+from tap_conversations.client import ProviderError, utc_timestamp
 from tap_conversations.tap import TapConversations
 
 CONFIG = {
@@ -63,3 +65,42 @@ def test_timestamps_are_normalised_to_utc(stream: t.Any) -> None:
     row = stream.prepare(onq_row(created_on="2025-01-02T04:04:05.5+01:00"))
     assert row["created_on"] == "2025-01-02T03:04:05.500000+00:00"
     assert row["last_updated_on"] == "2025-01-02T03:04:05.000000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-03-05T10:22:11Z", "2024-03-05T10:22:11.000000+00:00"),
+        ("2024-05-01T12:00:00.120Z", "2024-05-01T12:00:00.120000+00:00"),
+        ("2021-09-28T10:44:15.945867+01:00", "2021-09-28T09:44:15.945867+00:00"),
+        ("2021-09-28T10:44:15.945867+00:00", "2021-09-28T10:44:15.945867+00:00"),
+        ("2021-12-31T23:30:00-01:00", "2022-01-01T00:30:00.000000+00:00"),
+        ("2024-01-01", "2024-01-01T00:00:00.000000+00:00"),
+        ("2024-01-01T05:06:07", "2024-01-01T05:06:07.000000+00:00"),
+    ],
+)
+def test_utc_timestamp_layout(value: str, expected: str) -> None:
+    assert utc_timestamp(value) == expected
+
+
+def test_utc_timestamp_fast_path_agrees_with_datetime() -> None:
+    rng = random.Random(4)
+    for _ in range(2_000):
+        moment = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+            seconds=rng.randrange(10**8), microseconds=rng.randrange(10**6)
+        )
+        for text in (
+            moment.isoformat().replace("+00:00", "Z"),
+            moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            moment.isoformat(timespec="seconds"),
+            moment.isoformat(),
+        ):
+            expected = datetime.datetime.fromisoformat(text).astimezone(datetime.UTC)
+            assert datetime.datetime.fromisoformat(utc_timestamp(text)) == expected, text
+            assert len(utc_timestamp(text)) == 32, text
+
+
+def test_utc_timestamp_rejects_garbage() -> None:
+    for text in ("2024-13-01T00:00:00Z", "soon", "2024-01-01T00:00:00.xZ"):
+        with pytest.raises(ValueError):  # noqa: PT011 - fromisoformat's own message
+            utc_timestamp(text)
