@@ -65,15 +65,10 @@ class RecordVanished(ProviderError):
 
 
 class Authenticator(t.Protocol):
-    """What the streams need from an authenticator: requests' auth callable, plus renewal."""
+    """A requests auth callable. One holding a token also has `renew()`, which the streams
+    call once when the server rejects a token we believed valid."""
 
     def __call__(self, request: requests.PreparedRequest, /) -> requests.PreparedRequest: ...
-
-
-class RenewableAuthenticator(Authenticator, t.Protocol):
-    """An authenticator holding a token the server may reject before we expect it to."""
-
-    def renew(self) -> None: ...  # pragma: no cover
 
 
 class TokenRejected(CredentialsRejected):
