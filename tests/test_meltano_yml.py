@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import typing as t
 from pathlib import Path
 
@@ -36,6 +39,27 @@ def test_every_setting_is_declared_with_its_sensitivity() -> None:
         if not name.startswith(SDK_BUILTIN_SETTINGS)
     }
     assert declared == ours
+
+
+def test_meltano_accepts_the_project_file(tmp_path: Path) -> None:
+    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env["MELTANO_DATABASE_URI"] = f"sqlite:///{tmp_path / 'meltano.db'}"
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "meltano"),
+            "config",
+            "list",
+            "--all",
+            "tap-conversations",
+        ],
+        cwd=MELTANO_YML.parent,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "perform_engage.api_key" in completed.stdout
 
 
 def test_every_loader_is_defined_inline() -> None:
