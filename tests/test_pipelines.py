@@ -1,0 +1,174 @@
+"""End to end: `meltano run tap-conversations target-postgres` and `... target-csv`, for real.
+
+Meltano installs the tap and the MeltanoLabs targets from `meltano.yml` (all inline, no Hub);
+the sandbox serves the three APIs; a throwaway PostgreSQL cluster receives the tables. The
+checks are in SQL and on the CSV files, against the sandbox's own data.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import os
+import subprocess
+import sys
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from sandbox import Sandbox, SandboxSettings
+from tests import pg_cluster
+from tests.helpers import assert_same_records
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not pg_cluster.available(), reason="PostgreSQL 15 binaries not found"),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = str(Path(sys.executable).parent / "meltano")
+SCHEMA = "conversations"
+
+
+def expected_tables(sandbox: Sandbox) -> dict[str, tuple[str, list[dict[str, t.Any]]]]:
+    """stream -> (key, every record the sandbox holds, as the tap should deliver it)."""
+    data = sandbox.data
+    conversations = data.respondent_conversations
+    return {
+        "perform_engage_conversations": ("api_id", data.pe_conversations),
+        "perform_engage_conversation_details": (
+            "api_id",
+            list(data.pe_conversation_details.values()),
+        ),
+        "perform_engage_conversation_plans": ("api_id", data.pe_plans),
+        "perform_engage_conversation_plan_details": ("api_id", list(data.pe_plan_details.values())),
+        "onq_conversations": (
+            "id",
+            [{**r, "id": str(r["id"]), "org_id": str(r["org_id"])} for r in data.onq_conversations],
+        ),
+        "respondent_conversations": ("uid", conversations),
+        "respondent_messages": (
+            "uid",
+            [{**m, "conversation_uid": c["uid"]} for c in conversations for m in c["messages"]],
+        ),
+    }
+
+
+class Pipeline:
+    """Meltano, configured through the environment to read the sandbox and write here."""
+
+    def __init__(self, sandbox: Sandbox, postgres: pg_cluster.PostgresCluster, work: Path) -> None:
+        self.csv_dir = work / "csv"
+        config = sandbox.tap_config()
+        self.env = {
+            **os.environ,
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_DATABASE_URI": f"sqlite:///{work / 'meltano.db'}",
+            "TAP_CONVERSATIONS_PROGRESS_INTERVAL_SECONDS": "0",
+            "TARGET_POSTGRES_HOST": "127.0.0.1",
+            "TARGET_POSTGRES_PORT": str(postgres.port),
+            "TARGET_POSTGRES_USER": postgres.user,
+            "TARGET_POSTGRES_PASSWORD": "unused-under-trust",
+            "TARGET_POSTGRES_DATABASE": "postgres",
+            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": SCHEMA,
+            "TARGET_CSV_OUTPUT_PATH": str(self.csv_dir),
+        }
+        for provider, settings in config.items():
+            for name, value in settings.items():
+                self.env[f"TAP_CONVERSATIONS_{provider}_{name}".upper()] = str(value)
+
+    def meltano(self, *args: str, timeout: float = 600) -> None:
+        completed = subprocess.run(
+            [MELTANO, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> t.Iterator[Sandbox]:
+    settings = SandboxSettings(
+        pe_conversations=60,
+        pe_plans=8,
+        pe_max_limit=25,
+        onq_conversations=70,
+        respondent_conversations=30,
+    )
+    with Sandbox(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def postgres() -> t.Iterator[pg_cluster.PostgresCluster]:
+    with pg_cluster.PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    sandbox: Sandbox, postgres: pg_cluster.PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Pipeline:
+    pipeline = Pipeline(sandbox, postgres, tmp_path_factory.mktemp("meltano"))
+    pipeline.meltano("install")
+    return pipeline
+
+
+def assert_tables_match(postgres: pg_cluster.PostgresCluster, sandbox: Sandbox) -> None:
+    for stream, (key, expected) in expected_tables(sandbox).items():
+        rows = postgres.rows(f"select * from {SCHEMA}.{stream}")
+        duplicates = postgres.rows(
+            f"select {key} from {SCHEMA}.{stream} group by {key} having count(*) > 1"
+        )
+        assert duplicates == [], f"{stream}: duplicate keys {duplicates[:3]}"
+        assert len(rows) == len(expected) > 0, stream
+        assert_same_records(rows, expected, key)
+
+
+def test_postgres_holds_every_record_once_with_its_values(
+    pipeline: Pipeline, postgres: pg_cluster.PostgresCluster, sandbox: Sandbox
+) -> None:
+    pipeline.meltano("run", "tap-conversations", "target-postgres")
+    assert_tables_match(postgres, sandbox)
+    # Nested arrays land as JSON (target-postgres makes them jsonb[]), not as text.
+    kinds = postgres.rows(
+        "select column_name, udt_name from information_schema.columns "
+        f"where table_schema = '{SCHEMA}' and column_name in ('data', 'messages', 'metadata')"
+    )
+    assert {k["udt_name"] for k in kinds} == {"_jsonb", "jsonb"}
+
+
+def test_an_incremental_run_reflects_upstream_changes(
+    pipeline: Pipeline, postgres: pg_cluster.PostgresCluster, sandbox: Sandbox
+) -> None:
+    changed = {p: sandbox.mutate(p, changed=5, added=3) for p in ("perform_engage", "onq")}
+    changed["respondent"] = sandbox.mutate("respondent", changed=4, added=2)
+    pipeline.meltano("run", "tap-conversations", "target-postgres")
+
+    assert_tables_match(postgres, sandbox)  # new values, new rows, still one row per key
+    statuses = {
+        r["api_id"]: r["status"]
+        for r in postgres.rows(f"select api_id, status from {SCHEMA}.perform_engage_conversations")
+    }
+    current = {c["api_id"]: c["status"] for c in sandbox.data.pe_conversations}
+    assert all(statuses[k] == current[k] for k in changed["perform_engage"].changed_keys)
+
+
+def test_csv_files_hold_every_record_once(pipeline: Pipeline, sandbox: Sandbox) -> None:
+    pipeline.meltano("run", "tap-conversations", "target-csv")
+    for stream, (key, expected) in expected_tables(sandbox).items():
+        with (pipeline.csv_dir / f"{stream}.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        keys = [row[key] for row in rows]
+        assert sorted(keys) == sorted(str(r[key]) for r in expected), stream
+    details = pipeline.csv_dir / "perform_engage_conversation_details.csv"
+    with details.open(newline="") as handle:
+        first = next(csv.DictReader(handle))
+    wanted = sandbox.data.pe_conversation_details[first["api_id"]]["data"]
+    # target-csv writes nested values as Python literals, not JSON.
+    assert ast.literal_eval(first["data"]) == wanted
