@@ -1,0 +1,1 @@
+"""Benchmarks of tap-conversations against the in-repo sandbox: `python -m bench.run`."""

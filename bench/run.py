@@ -1,0 +1,492 @@
+"""Benchmark of tap-conversations against the in-repo sandbox: `uv run python -m bench.run`.
+
+Three scenarios, each a real `tap-conversations` subprocess against a sandbox running in a
+process of its own (so the server never shares the tap's GIL):
+
+- L, latency bound: Perform & Engage with 2,000 conversations and 200 plans behind 30 ms of
+  latency, at `max_concurrency` 1, 4, 8 and 16. Requests are counted by the sandbox (its own
+  request log) and cross-checked with the tap's `http_request_count` metrics. Ideal time is
+  requests x latency / concurrency.
+- C, CPU bound: onQ with 50,000 conversations, no latency, pages of 1,000. The tap's CPU
+  (user + sys of that child alone, from `os.wait4`) is compared with `bench/bare_onq.py`, a
+  bare loop that fetches the same pages with `requests`, parses them with `json` and writes
+  one JSON line per record.
+- M, memory: peak RSS of the tap syncing Perform & Engage with 2,000 and with 20,000
+  conversations (no latency, 20 plans, `max_concurrency` 8).
+
+Children run with their bytecode cached (see `child_env`) after one unmeasured warm-up run.
+Progress goes to stderr; stdout gets one markdown table and one line of machine facts. The
+exit code is 1 if a goal is missed or a count disagrees. `--profile` prints cProfile
+hotspots of the tap instead (scenario C, and a serial P&E sync).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import typing as t
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from bench.sandbox_process import SandboxProcess
+
+REPO = Path(__file__).resolve().parent.parent
+CHILD_TIMEOUT = 240.0  # seconds; a run that hangs must not hang the benchmark
+
+LATENCY_MS = 30.0
+LATENCY_CONVERSATIONS = 2_000
+LATENCY_PLANS = 200
+CONCURRENCY_LEVELS = (1, 4, 8, 16)
+CPU_CONVERSATIONS = 50_000
+CPU_PAGE_SIZE = 1_000
+CPU_REPEATS = 2  # best of, by CPU: two cores, and the sandbox keeps one of them busy
+MEMORY_SIZES = (2_000, 20_000)
+MEMORY_PLANS = 20
+MEMORY_CONCURRENCY = 8
+
+GOAL_CONCURRENCY = 8  # the max_concurrency the latency goals are set for
+GOAL_SPEEDUP = 6.0  # wall time at max_concurrency 1 / at GOAL_CONCURRENCY
+GOAL_IDEAL_RATIO = 1.3  # wall time / ideal time, at GOAL_CONCURRENCY
+GOAL_CPU_RATIO = 2.0  # tap CPU / bare loop CPU
+GOAL_RSS_RATIO = 1.2  # peak RSS, larger account / smaller account
+
+NO_PROVIDERS = {"pe_conversations": 0, "pe_plans": 0, "onq_conversations": 0}
+NO_PROVIDERS |= {"respondent_conversations": 0}
+
+_METRIC = re.compile(r"METRIC: (\{.*\})\s*$")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def bin_dir() -> Path:
+    """The venv's scripts: the running interpreter's, else the repository's `.venv`."""
+    here = Path(sys.executable).parent
+    return here if (here / "tap-conversations").exists() else REPO / ".venv" / "bin"
+
+
+def child_env(pycache: Path) -> dict[str, str]:
+    """The environment of every measured child: bytecode cached, as in an installed plugin.
+
+    With PYTHONDONTWRITEBYTECODE set (it is on some CI machines) every start compiles ~500
+    modules again, half a second of CPU that no real installation pays. The cache goes to a
+    directory of this run (PYTHONPYCACHEPREFIX), so nothing in the repository or its venv is
+    written; `warm_up` fills it before anything is measured.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+# --- running one child ------------------------------------------------------------------------
+
+
+@dataclass
+class ChildRun:
+    """One finished subprocess: wall time, its own CPU and peak RSS, and what it said."""
+
+    wall: float
+    cpu: float
+    peak_rss_mib: float
+    stdout: str
+    stderr: str
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return self.counters.get("http_request_count", 0)
+
+    @property
+    def records(self) -> int:
+        return self.counters.get("record_count", 0)
+
+
+def metric_counters(stderr: str) -> dict[str, int]:
+    """Sums of the SDK's counter metrics (`http_request_count`, `record_count`) on stderr."""
+    sums: dict[str, int] = {}
+    for line in stderr.splitlines():
+        match = _METRIC.search(line)
+        if match is None:
+            continue
+        metric = json.loads(match.group(1))
+        if metric.get("type") == "counter":
+            sums[metric["metric"]] = sums.get(metric["metric"], 0) + int(metric["value"])
+    return sums
+
+
+@dataclass
+class Bench:
+    """What every scenario shares: a scratch directory, the child environment, the notes."""
+
+    workdir: Path
+    env: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    def run(self, argv: list[str], *, stdout_to_null: bool = True) -> ChildRun:
+        """Run `argv` from the repository root, measured with `os.wait4` (this child only)."""
+        with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as out:
+            stdout: t.Any = subprocess.DEVNULL if stdout_to_null else out
+            started = time.perf_counter()
+            process = subprocess.Popen(  # noqa: S603 - our own argv: the venv's tap or python
+                argv, cwd=REPO, stdout=stdout, stderr=err, env=self.env
+            )
+            watchdog = threading.Timer(CHILD_TIMEOUT, process.kill)
+            watchdog.start()
+            try:
+                _, status, usage = os.wait4(process.pid, 0)
+            finally:
+                watchdog.cancel()
+            wall = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            err.seek(0)
+            out.seek(0)
+            run = ChildRun(
+                wall=wall,
+                cpu=usage.ru_utime + usage.ru_stime,
+                peak_rss_mib=usage.ru_maxrss / 1024,  # KiB on Linux
+                stdout=out.read(),
+                stderr=err.read(),
+            )
+        if process.returncode != 0:
+            tail = "\n".join(run.stderr.splitlines()[-20:])
+            msg = f"{' '.join(argv[:3])} ... exited with {process.returncode}:\n{tail}"
+            raise RuntimeError(msg)
+        run.counters = metric_counters(run.stderr)
+        return run
+
+    def write_config(self, config: dict[str, t.Any], name: str = "config.json") -> Path:
+        path = self.workdir / name
+        path.write_text(json.dumps(config))
+        return path
+
+    def run_tap(self, config: dict[str, t.Any]) -> ChildRun:
+        """`tap-conversations --config config.json > /dev/null`."""
+        path = self.write_config(config)
+        return self.run([str(bin_dir() / "tap-conversations"), "--config", str(path)])
+
+    def run_bare(self, config_path: Path) -> tuple[ChildRun, int]:
+        """The bare onQ loop; returns its run and the records it wrote."""
+        argv = [sys.executable, "-m", "bench.bare_onq", str(config_path), os.devnull]
+        run = self.run(argv, stdout_to_null=False)
+        return run, int(json.loads(run.stdout)["records"])
+
+    def check_requests(self, label: str, counted: int, failed: int, run: ChildRun) -> None:
+        """The sandbox's count is the measurement; the tap's own metrics must agree."""
+        if run.requests != counted:
+            self.notes.append(
+                f"{label}: the sandbox answered {counted} requests, tap metrics say {run.requests}"
+            )
+        if failed:
+            self.notes.append(f"{label}: {failed} requests were answered with an error status")
+
+
+def warm_up(bench: Bench) -> None:
+    """One small, unmeasured sync of every code path, so the bytecode cache is complete."""
+    log("warm-up ...")
+    settings = {**NO_PROVIDERS, "pe_conversations": 10, "pe_plans": 2, "onq_conversations": 10}
+    with SandboxProcess(**settings) as sandbox:
+        for concurrency in (1, 2):
+            config = {**sandbox.tap_config, "max_concurrency": concurrency}
+            del config["respondent"]
+            bench.run_tap({**config, "progress_interval_seconds": 0})
+        bench.run_bare(bench.write_config({"onq": sandbox.tap_config["onq"]}, "warm.json"))
+    bench.run([str(bin_dir() / "tap-conversations"), "--about"])
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    run: str
+    wall: float
+    requests: int
+    records: int
+    cpu: float
+    peak_rss_mib: float
+    result: str = ""
+    goal: str = ""
+    status: str = ""
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def render(rows: list[Row]) -> str:
+    header = (
+        "| Scenario | Run | Wall (s) | Requests | Records | Records/s | CPU (s) "
+        "| Peak RSS (MiB) | Result | Goal | Status |"
+    )
+    lines = [header, "|:--|:--|--:|--:|--:|--:|--:|--:|:--|:--|:--|"]
+    for row in rows:
+        rate = f"{row.records / row.wall:,.0f}" if row.records and row.wall else ""
+        lines.append(
+            f"| {row.scenario} | {row.run} | {row.wall:.1f} | {row.requests:,} "
+            f"| {row.records:,} | {rate} | {row.cpu:.2f} | {row.peak_rss_mib:.0f} "
+            f"| {row.result} | {row.goal} | {row.status} |"
+        )
+    return "\n".join(lines)
+
+
+def machine_facts() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"Machine: {model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"singer-sdk {metadata.version('singer-sdk')}, {platform.system()} {platform.release()}"
+    )
+
+
+# --- scenario L: latency bound -------------------------------------------------------------
+
+
+def scenario_latency(bench: Bench) -> list[Row]:
+    scenario = f"L: P&E {LATENCY_CONVERSATIONS:,} conv + {LATENCY_PLANS} plans, {LATENCY_MS:g} ms"
+    settings = {
+        **NO_PROVIDERS,
+        "pe_conversations": LATENCY_CONVERSATIONS,
+        "pe_plans": LATENCY_PLANS,
+        "latency_ms": LATENCY_MS,
+    }
+    rows: list[Row] = []
+    baseline = 0.0
+    with SandboxProcess(**settings) as sandbox:
+        for concurrency in CONCURRENCY_LEVELS:
+            log(f"L: max_concurrency {concurrency} ...")
+            config = {
+                "perform_engage": sandbox.tap_config["perform_engage"],
+                "max_concurrency": concurrency,
+                "progress_interval_seconds": 0,
+            }
+            run = bench.run_tap(config)
+            tally = sandbox.tally()
+            bench.check_requests(f"L N={concurrency}", tally.total, tally.failed, run)
+            baseline = baseline or run.wall
+            ideal = tally.total * LATENCY_MS / 1000 / concurrency
+            speedup, ratio = baseline / run.wall, run.wall / ideal
+            row = Row(
+                scenario,
+                f"max_concurrency {concurrency}",
+                run.wall,
+                tally.total,
+                run.records,
+                run.cpu,
+                run.peak_rss_mib,
+                result=f"ideal {ideal:.1f} s; {speedup:.1f}x vs N=1; {ratio:.2f}x ideal",
+            )
+            if concurrency == GOAL_CONCURRENCY:
+                row.goal = f">= {GOAL_SPEEDUP:g}x vs N=1; <= {GOAL_IDEAL_RATIO:g}x ideal"
+                row.status = (
+                    f"{verdict(speedup >= GOAL_SPEEDUP)}; {verdict(ratio <= GOAL_IDEAL_RATIO)}"
+                )
+            rows.append(row)
+            log(f"   {run.wall:.1f} s, {tally.total} requests, {row.result}")
+    return rows
+
+
+# --- scenario C: CPU bound ---------------------------------------------------------------------
+
+
+def scenario_cpu(bench: Bench) -> list[Row]:
+    scenario = f"C: onQ {CPU_CONVERSATIONS:,} conv, pages of {CPU_PAGE_SIZE:,}, no latency"
+    taps: list[tuple[ChildRun, int]] = []
+    bares: list[tuple[ChildRun, int, int]] = []
+    with SandboxProcess(**{**NO_PROVIDERS, "onq_conversations": CPU_CONVERSATIONS}) as sandbox:
+        config = {
+            "onq": {**sandbox.tap_config["onq"], "page_size": CPU_PAGE_SIZE},
+            "progress_interval_seconds": 0,
+        }
+        bare_config = bench.write_config(config, "onq.json")
+        for attempt in range(1, CPU_REPEATS + 1):
+            log(f"C: tap, run {attempt} ...")
+            tap = bench.run_tap(config)
+            taps.append((tap, sandbox.tally().total))
+            log(f"   {tap.wall:.1f} s wall, {tap.cpu:.2f} s CPU")
+            log(f"C: bare loop, run {attempt} ...")
+            bare, bare_records = bench.run_bare(bare_config)
+            bares.append((bare, sandbox.tally().total, bare_records))
+            log(f"   {bare.wall:.1f} s wall, {bare.cpu:.2f} s CPU")
+    log("C: fixed cost: an empty onQ account ...")
+    with SandboxProcess(**NO_PROVIDERS) as sandbox:
+        config = {"onq": sandbox.tap_config["onq"], "progress_interval_seconds": 0}
+        empty_config = bench.write_config(config, "empty.json")
+        tap_start = min((bench.run_tap(config) for _ in range(2)), key=lambda run: run.cpu)
+        bare_start = min(
+            (bench.run_bare(empty_config)[0] for _ in range(2)), key=lambda run: run.cpu
+        )
+    tap, tap_requests = min(taps, key=lambda item: item[0].cpu)
+    bare, bare_requests, bare_records = min(bares, key=lambda item: item[0].cpu)
+    bench.check_requests("C tap", tap_requests, 0, tap)
+    if tap.records != CPU_CONVERSATIONS or bare_records != CPU_CONVERSATIONS:
+        bench.notes.append(
+            f"C: expected {CPU_CONVERSATIONS} records, tap wrote {tap.records}, "
+            f"bare loop {bare_records}"
+        )
+    ratio = tap.cpu / bare.cpu
+    sync_ratio = (tap.cpu - tap_start.cpu) / (bare.cpu - bare_start.cpu)
+    best = f"best of {CPU_REPEATS} by CPU"
+    return [
+        Row(
+            scenario,
+            f"tap ({best})",
+            tap.wall,
+            tap_requests,
+            tap.records,
+            tap.cpu,
+            tap.peak_rss_mib,
+            result=f"CPU {ratio:.2f}x the bare loop",
+            goal=f"<= {GOAL_CPU_RATIO:g}x bare CPU",
+            status=verdict(ratio <= GOAL_CPU_RATIO),
+        ),
+        Row(
+            scenario,
+            f"bare loop: requests + json ({best})",
+            bare.wall,
+            bare_requests,
+            bare_records,
+            bare.cpu,
+            bare.peak_rss_mib,
+        ),
+        Row(
+            scenario,
+            "fixed cost: tap on an empty account (1 request)",
+            tap_start.wall,
+            tap_start.requests,
+            0,
+            tap_start.cpu,
+            tap_start.peak_rss_mib,
+            result=(
+                f"bare loop on it: {bare_start.cpu:.2f} s CPU; "
+                f"CPU minus fixed cost: tap {sync_ratio:.2f}x bare"
+            ),
+        ),
+    ]
+
+
+# --- scenario M: memory ------------------------------------------------------------------------
+
+
+def scenario_memory(bench: Bench) -> list[Row]:
+    scenario = f"M: P&E + {MEMORY_PLANS} plans, max_concurrency {MEMORY_CONCURRENCY}, no latency"
+    rows: list[Row] = []
+    for size in MEMORY_SIZES:
+        log(f"M: {size:,} conversations ...")
+        settings = {**NO_PROVIDERS, "pe_conversations": size, "pe_plans": MEMORY_PLANS}
+        with SandboxProcess(**settings) as sandbox:
+            config = {
+                "perform_engage": sandbox.tap_config["perform_engage"],
+                "max_concurrency": MEMORY_CONCURRENCY,
+                "progress_interval_seconds": 0,
+            }
+            run = bench.run_tap(config)
+            tally = sandbox.tally()
+        bench.check_requests(f"M {size}", tally.total, tally.failed, run)
+        rows.append(
+            Row(
+                scenario,
+                f"{size:,} conversations",
+                run.wall,
+                tally.total,
+                run.records,
+                run.cpu,
+                run.peak_rss_mib,
+            )
+        )
+        log(f"   {run.wall:.1f} s, {run.cpu:.2f} s CPU, peak RSS {run.peak_rss_mib:.0f} MiB")
+    small, large = rows[0].peak_rss_mib, rows[-1].peak_rss_mib
+    ratio = max(small, large) / min(small, large)
+    rows[-1].result = f"peak RSS {large / small:.2f}x the {MEMORY_SIZES[0]:,} run"
+    rows[-1].goal = f"peak RSS within {GOAL_RSS_RATIO - 1:.0%}"
+    rows[-1].status = verdict(ratio <= GOAL_RSS_RATIO)
+    return rows
+
+
+# --- profiling ---------------------------------------------------------------------------------
+
+
+def profile(bench: Bench, top: int) -> None:
+    """cProfile hotspots of the tap. cProfile sees the main thread only, so P&E runs serially."""
+    cases: list[tuple[str, dict[str, int], t.Callable[[dict[str, t.Any]], dict[str, t.Any]]]] = [
+        (
+            f"onQ {CPU_CONVERSATIONS:,} conversations, pages of {CPU_PAGE_SIZE:,}",
+            {"onq_conversations": CPU_CONVERSATIONS},
+            lambda cfg: {"onq": {**cfg["onq"], "page_size": CPU_PAGE_SIZE}},
+        ),
+        (
+            f"P&E {MEMORY_SIZES[0]:,} conversations + {MEMORY_PLANS} plans, max_concurrency 1",
+            {"pe_conversations": MEMORY_SIZES[0], "pe_plans": MEMORY_PLANS},
+            lambda cfg: {"perform_engage": cfg["perform_engage"], "max_concurrency": 1},
+        ),
+    ]
+    output = bench.workdir / "tap.prof"
+    for title, sizes, make_config in cases:
+        with SandboxProcess(**{**NO_PROVIDERS, **sizes}) as sandbox:
+            config = {**make_config(sandbox.tap_config), "progress_interval_seconds": 0}
+            path = bench.write_config(config)
+            module = ["-m", "tap_conversations.tap", "--config", str(path)]
+            run = bench.run([sys.executable, "-m", "cProfile", "-o", str(output), *module])
+        print(f"\n## {title}: {run.wall:.1f} s wall, {run.cpu:.2f} s CPU under cProfile\n")
+        for order in ("tottime", "cumulative"):
+            text = io.StringIO()
+            pstats.Stats(str(output), stream=text).sort_stats(order).print_stats(top)
+            body = text.getvalue()
+            body = body[body.find("   ncalls") :].rstrip().replace(str(REPO) + "/", "")
+            print(f"### by {order}\n\n```\n{body}\n```\n")
+
+
+# --- main --------------------------------------------------------------------------------------
+
+SCENARIOS: dict[str, t.Callable[[Bench], list[Row]]] = {
+    "L": scenario_latency,
+    "C": scenario_cpu,
+    "M": scenario_memory,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--scenarios", default="LCM", help="which of L, C, M (default: LCM)")
+    parser.add_argument("--profile", action="store_true", help="print cProfile hotspots only")
+    parser.add_argument("--top", type=int, default=25, help="functions per profile listing")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tap-bench-") as tmp:
+        workdir = Path(tmp)
+        bench = Bench(workdir, child_env(workdir / "pycache"))
+        started = time.perf_counter()
+        warm_up(bench)
+        if args.profile:
+            profile(bench, args.top)
+            return 0
+        rows: list[Row] = []
+        for key in args.scenarios.upper():
+            rows += SCENARIOS[key](bench)
+        log(f"benchmark took {time.perf_counter() - started:.0f} s")
+    print(render(rows))
+    print()
+    print(machine_facts())
+    for note in bench.notes:
+        print(f"\nWARNING: {note}")
+    return 1 if bench.notes or any("FAIL" in row.status for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
