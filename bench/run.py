@@ -68,6 +68,15 @@ NO_PROVIDERS |= {"respondent_conversations": 0}
 _METRIC = re.compile(r"METRIC: (\{.*\})\s*$")
 
 
+def perform_engage_config(sandbox: SandboxProcess, concurrency: int) -> dict[str, t.Any]:
+    """Tap config for a Perform & Engage-only run, without progress lines."""
+    return {
+        "perform_engage": sandbox.tap_config["perform_engage"],
+        "max_concurrency": concurrency,
+        "progress_interval_seconds": 0,
+    }
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -272,11 +281,7 @@ def scenario_latency(bench: Bench) -> list[Row]:
     with SandboxProcess(**settings) as sandbox:
         for concurrency in CONCURRENCY_LEVELS:
             log(f"L: max_concurrency {concurrency} ...")
-            config = {
-                "perform_engage": sandbox.tap_config["perform_engage"],
-                "max_concurrency": concurrency,
-                "progress_interval_seconds": 0,
-            }
+            config = perform_engage_config(sandbox, concurrency)
             run = bench.run_tap(config)
             tally = sandbox.tally()
             bench.check_requests(f"L N={concurrency}", tally.total, tally.failed, run)
@@ -392,11 +397,7 @@ def scenario_memory(bench: Bench) -> list[Row]:
         log(f"M: {size:,} conversations ...")
         settings = {**NO_PROVIDERS, "pe_conversations": size, "pe_plans": MEMORY_PLANS}
         with SandboxProcess(**settings) as sandbox:
-            config = {
-                "perform_engage": sandbox.tap_config["perform_engage"],
-                "max_concurrency": MEMORY_CONCURRENCY,
-                "progress_interval_seconds": 0,
-            }
+            config = perform_engage_config(sandbox, MEMORY_CONCURRENCY)
             run = bench.run_tap(config)
             tally = sandbox.tally()
         bench.check_requests(f"M {size}", tally.total, tally.failed, run)
