@@ -22,18 +22,17 @@ import requests
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_conversations.client import (
-    ApiStream,
-    Authenticator,
-    PageNumberUntilShortPaginator,
-    Provider,
-    ProviderError,
-)
+from tap_conversations.client import ApiStream
+from tap_conversations.errors import ProviderError
+from tap_conversations.paging import PageNumberUntilShortPaginator
+from tap_conversations.provider import Provider
 from tap_conversations.settings import rate_limit_setting
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
+
+    from tap_conversations.transport import Authenticator
 
 LABEL = "onQ"
 DEFAULT_API_URL = "https://api.onq.io/api/external"
@@ -90,7 +89,7 @@ class JWTAuthenticator:
         )
 
 
-class ConversationsStream(ApiStream):
+class OnqConversationsStream(ApiStream):
     """`GET /conversations?size=&page=`: the conversations export."""
 
     provider = "onq"
@@ -168,16 +167,14 @@ class ConversationsStream(ApiStream):
         raise ProviderError(msg)
 
     @override
-    def prepare(
-        self,
-        row: dict[str, t.Any],
-        context: Context | None = None,
+    def checked_record(
+        self, row: dict[str, t.Any], context: Context | None = None
     ) -> dict[str, t.Any] | None:
         # Identifiers are opaque: the docs do not say number or string, so keep them as text.
         for key in ("id", "org_id"):
             if row.get(key) is not None:
                 row[key] = str(row[key])
-        return super().prepare(row, context)
+        return super().checked_record(row, context)
 
 
 PROVIDER = Provider(
@@ -222,5 +219,5 @@ PROVIDER = Provider(
         ),
         rate_limit_setting(),
     ),
-    streams=(ConversationsStream,),
+    streams=(OnqConversationsStream,),
 )

@@ -18,72 +18,25 @@ from urllib.parse import parse_qsl
 import requests
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
-from singer_sdk.pagination import BaseAPIPaginator, BaseHATEOASPaginator
 from typing_extensions import override
 
-from tap_conversations.client import (
-    ApiStream,
-    Authenticator,
-    CredentialsRejected,
-    DetailStream,
-    Provider,
-    ProviderError,
-    decoded_body,
-)
+from tap_conversations.client import ApiStream, DetailStream
+from tap_conversations.errors import CredentialsRejected, ProviderError
+from tap_conversations.paging import NextUrlPaginator
+from tap_conversations.provider import Provider
 from tap_conversations.settings import rate_limit_setting
 
 if t.TYPE_CHECKING:
     from urllib.parse import ParseResult
 
     from singer_sdk.helpers.types import Context
+    from singer_sdk.pagination import BaseAPIPaginator
+
+    from tap_conversations.transport import Authenticator
 
 LABEL = "Perform & Engage 365"
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-
-
-class PaginationError(ProviderError):
-    """The server's paging contradicts itself: a loop, a page that never ends, a bad count."""
-
-
-class NextUrlPaginator(BaseHATEOASPaginator):
-    """Follows DRF's `next` URL until it is null, checking the server keeps its word.
-
-    The SDK only catches a token equal to the one just before it; a server cycling
-    A -> B -> A, sending empty pages that still link onwards, or whose `count` disagrees with
-    the records it delivered, ends the stream here with an error instead of a loop or a gap.
-    """
-
-    def __init__(self, stream_name: str) -> None:
-        super().__init__()
-        self._stream_name = stream_name
-        self._seen: set[str] = set()
-        self.records_read = 0
-
-    @override
-    def continue_if_empty(self, response: requests.Response) -> bool:
-        return True  # an empty page is checked in `get_next_url`, not silently ended on
-
-    @override
-    def get_next_url(self, response: requests.Response) -> str | None:
-        body = decoded_body(response)
-        next_url: str | None = body.get("next")
-        on_page = len(body.get("results") or [])
-        self.records_read += on_page
-        count = body.get("count")
-        if next_url in self._seen:
-            self._fail(f"its `next` link repeats a page already read ({next_url})")
-        if next_url and not on_page:
-            self._fail(f"it sent an empty page that still links to another ({next_url})")
-        if not next_url and isinstance(count, int) and count != self.records_read:
-            self._fail(f"it announced count={count} but delivered {self.records_read} records")
-        if next_url:
-            self._seen.add(next_url)
-        return next_url
-
-    def _fail(self, problem: str) -> t.NoReturn:
-        msg = f"{LABEL} stream '{self._stream_name}': paging stopped because {problem}"
-        raise PaginationError(msg)
 
 
 def _unauthenticated(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -133,13 +86,11 @@ class TokenAuthenticator:
 
 
 class PerformEngageStream(ApiStream):
-    """Base for Perform & Engage 365 list endpoints: Basic/Token auth, DRF paging."""
+    """Every Perform & Engage 365 endpoint: Basic or Token auth."""
 
     provider = "perform_engage"
     provider_label = LABEL
     credential_settings = ("username", "api_key")
-    #: Config object holding this endpoint's filters, e.g. "conversation_filters".
-    filters_setting: t.ClassVar[str | None] = None
 
     @override
     def create_authenticator(self) -> Authenticator:
@@ -148,9 +99,16 @@ class PerformEngageStream(ApiStream):
             return TokenAuthenticator(self)
         return BasicAuthenticator(username=config["username"], password=config["api_key"])
 
+
+class PerformEngageListStream(PerformEngageStream):
+    """A list endpoint: DRF paging (`limit`, then the server's `next`), server-side filters."""
+
+    #: Config object holding this endpoint's filters, e.g. "conversation_filters".
+    filters_setting: t.ClassVar[str | None] = None
+
     @override
     def get_new_paginator(self) -> BaseAPIPaginator[t.Any] | None:
-        return NextUrlPaginator(self.name)
+        return NextUrlPaginator(self)
 
     @override
     def get_url_params(
@@ -184,7 +142,11 @@ class PerformEngageStream(ApiStream):
 
 
 class PerformEngageDetailStream(DetailStream, PerformEngageStream):
-    """Base for `GET /<list>/{api_id}/`: one object per parent record."""
+    """A detail endpoint `GET /<list>/{api_id}/`: one object per parent record.
+
+    `DetailStream` brings the one-object GET, `PerformEngageStream` the auth; neither
+    overrides what the other defines, so their order does not matter.
+    """
 
 
 def _string(name: str, description: str, *, required: bool = False) -> th.Property[t.Any]:
@@ -234,7 +196,7 @@ CONVERSATION_ELEMENT = th.ObjectType(
 )
 
 
-class ConversationsStream(PerformEngageStream):
+class PerformEngageConversationsStream(PerformEngageListStream):
     """`GET /conversations/`: every conversation, filtered by `conversation_filters`."""
 
     name = "perform_engage_conversations"
@@ -245,12 +207,12 @@ class ConversationsStream(PerformEngageStream):
     schema = th.PropertiesList(*CONVERSATION_PROPERTIES).to_dict()
 
 
-class ConversationDetailsStream(PerformEngageDetailStream):
+class PerformEngageConversationDetailsStream(PerformEngageDetailStream):
     """`GET /conversations/{api_id}/`: the list fields plus `data`, the answered elements."""
 
     name = "perform_engage_conversation_details"
     path = "/conversations/{api_id}/"
-    parent_stream_type = ConversationsStream
+    parent_stream_type = PerformEngageConversationsStream
     primary_keys = ("api_id",)
     replication_key = "updated_date"
     schema = th.PropertiesList(
@@ -271,7 +233,7 @@ PLAN_PROPERTIES = (
 )
 
 
-class ConversationPlansStream(PerformEngageStream):
+class PerformEngageConversationPlansStream(PerformEngageListStream):
     """`GET /conversation_plans/`: plans have no update timestamp, so full table."""
 
     name = "perform_engage_conversation_plans"
@@ -281,12 +243,12 @@ class ConversationPlansStream(PerformEngageStream):
     schema = th.PropertiesList(*PLAN_PROPERTIES).to_dict()
 
 
-class ConversationPlanDetailsStream(PerformEngageDetailStream):
+class PerformEngageConversationPlanDetailsStream(PerformEngageDetailStream):
     """`GET /conversation_plans/{api_id}/`: plus assigned users and departments."""
 
     name = "perform_engage_conversation_plan_details"
     path = "/conversation_plans/{api_id}/"
-    parent_stream_type = ConversationPlansStream
+    parent_stream_type = PerformEngageConversationPlansStream
     primary_keys = ("api_id",)
     schema = th.PropertiesList(
         *PLAN_PROPERTIES,
@@ -365,9 +327,9 @@ PROVIDER = Provider(
         rate_limit_setting(),
     ),
     streams=(
-        ConversationsStream,
-        ConversationDetailsStream,
-        ConversationPlansStream,
-        ConversationPlanDetailsStream,
+        PerformEngageConversationsStream,
+        PerformEngageConversationDetailsStream,
+        PerformEngageConversationPlansStream,
+        PerformEngageConversationPlanDetailsStream,
     ),
 )

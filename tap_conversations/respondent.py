@@ -18,19 +18,18 @@ from singer_sdk import typing as th
 from singer_sdk.authenticators import APIAuthenticatorBase
 from typing_extensions import override
 
-from tap_conversations.client import (
-    ApiStream,
-    Authenticator,
-    PageNumberUntilShortPaginator,
-    Provider,
-    ProviderError,
-)
+from tap_conversations.client import ApiStream
+from tap_conversations.errors import ProviderError
+from tap_conversations.paging import PageNumberUntilShortPaginator
+from tap_conversations.provider import Provider
 from tap_conversations.settings import rate_limit_setting
 
 if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
+
+    from tap_conversations.transport import Authenticator
 
 LABEL = "Respondent"
 DEFAULT_API_URL = "https://api.respondent.io/v1"
@@ -76,7 +75,7 @@ class RespondentStream(ApiStream):
         return ApiKeyPairAuthenticator(config["api_key"], config["api_secret"])
 
 
-class ConversationsStream(RespondentStream):
+class RespondentConversationsStream(RespondentStream):
     """`GET /messaging/conversations`: every conversation, per project when configured."""
 
     name = "respondent_conversations"
@@ -187,7 +186,7 @@ class ConversationsStream(RespondentStream):
         return {"conversation_uid": record["uid"]}
 
 
-class MessagesStream(RespondentStream):
+class RespondentMessagesStream(RespondentStream):
     """One record per message embedded in a conversation, with its `conversation_uid`.
 
     Derived from the parent record: no request is made. A conversation that changed is
@@ -195,7 +194,7 @@ class MessagesStream(RespondentStream):
     """
 
     name = "respondent_messages"
-    parent_stream_type = ConversationsStream
+    parent_stream_type = RespondentConversationsStream
     primary_keys = ("uid",)
     replication_key = "updatedAt"
     state_partitioning_keys: t.ClassVar[list[str]] = []
@@ -209,7 +208,10 @@ class MessagesStream(RespondentStream):
     @override
     def request_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """The parent record's embedded messages: the records come without a request."""
-        parent = t.cast("ConversationsStream", self._tap.streams[ConversationsStream.name])
+        parent = t.cast(
+            "RespondentConversationsStream",
+            self.conversations_tap.streams[RespondentConversationsStream.name],
+        )
         conversation = parent.current_record
         if conversation is None or context is None:
             return
@@ -245,5 +247,5 @@ PROVIDER = Provider(
         ),
         rate_limit_setting(),
     ),
-    streams=(ConversationsStream, MessagesStream),
+    streams=(RespondentConversationsStream, RespondentMessagesStream),
 )

@@ -1,4 +1,4 @@
-"""Settings every provider shares, validation of a whole config, and keeping secrets secret."""
+"""Settings every provider shares, checks JSON Schema cannot express, keeping secrets secret."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import typing as t
 from urllib.parse import urlparse
 
-from jsonschema import Draft7Validator
 from singer_sdk import typing as th
 
 DEFAULT_MAX_CONCURRENCY = 8
@@ -57,24 +56,25 @@ def rate_limit_setting() -> th.Property[t.Any]:
     )
 
 
-def config_problems(config: t.Mapping[str, t.Any], schema: dict[str, t.Any]) -> list[str]:
-    """Every problem with `config`, each as one line naming the setting, all at once."""
+def config_problems(config: t.Mapping[str, t.Any]) -> list[str]:
+    """What JSON Schema cannot say about a config: URLs that are not http(s), a `start_date`
+    that is not a date. The SDK's validation lists every schema problem; these join them, in
+    the SDK's wording (`<problem> in config['<key>']`)."""
     problems = []
-    for error in sorted(Draft7Validator(schema).iter_errors(config), key=str):
-        where = ".".join(str(part) for part in error.absolute_path) or "config"
-        problems.append(f"{where}: {error.message}")
     for provider, values in config.items():
         if isinstance(values, dict) and isinstance(values.get("api_url"), str):
             url = urlparse(values["api_url"])
             if url.scheme not in {"http", "https"} or not url.netloc:
-                problems.append(f"{provider}.api_url: {values['api_url']!r} is not an http(s) URL")
+                where = f"config[{provider!r}]['api_url']"
+                problems.append(f"{values['api_url']!r} is not an http(s) URL in {where}")
     start_date = config.get("start_date")
     if isinstance(start_date, str):
         try:
             datetime.datetime.fromisoformat(start_date)
         except ValueError:
             problems.append(
-                f"start_date: {start_date!r} is not an ISO-8601 date, e.g. 2024-01-31T00:00:00Z"
+                f"{start_date!r} is not an ISO-8601 date (e.g. 2024-01-31T00:00:00Z) "
+                "in config['start_date']"
             )
     return problems
 

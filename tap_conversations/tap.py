@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import typing as t
 
-from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
@@ -13,9 +12,10 @@ from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
 from tap_conversations import onq, perform_engage, respondent
-from tap_conversations.client import ProviderError, ProviderResources
-from tap_conversations.concurrency import DetailPrefetcher
+from tap_conversations.errors import ProviderError
+from tap_conversations.prefetch import DetailPrefetcher
 from tap_conversations.progress import Progress
+from tap_conversations.sdk_compat import CompatTap
 from tap_conversations.settings import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PROGRESS_INTERVAL,
@@ -24,15 +24,17 @@ from tap_conversations.settings import (
     config_problems,
     secret_values,
 )
+from tap_conversations.transport import ProviderTransport
 
 if t.TYPE_CHECKING:
-    from tap_conversations.client import ApiStream, Provider
+    from tap_conversations.client import ApiStream
+    from tap_conversations.provider import Provider
 
 #: Every provider this tap knows. Adding a provider is adding its module and one entry here.
 PROVIDERS: tuple[Provider, ...] = (perform_engage.PROVIDER, onq.PROVIDER, respondent.PROVIDER)
 
 
-class TapConversations(Tap):
+class TapConversations(CompatTap):
     """Conversations from Perform & Engage 365, onQ and Respondent."""
 
     name = "tap-conversations"
@@ -48,12 +50,16 @@ class TapConversations(Tap):
     ).to_dict()
 
     def __init__(self, *args: t.Any, validate_config: bool = True, **kwargs: t.Any) -> None:
-        self._provider_resources: dict[str, ProviderResources] = {}
-        # The SDK's own check stops at JSON Schema; ours adds URLs and dates, and reports
-        # every problem in one go (see `settings.config_problems`).
-        super().__init__(*args, validate_config=False, **kwargs)
+        self._transports: dict[str, ProviderTransport] = {}
+        # The SDK lists every JSON Schema problem at once; `config_problems` adds what a
+        # schema cannot say (URL schemes, dates), so the user sees every problem in one go.
+        try:
+            super().__init__(*args, validate_config=validate_config, **kwargs)
+            problems: list[str] = []
+        except ConfigValidationError as error:
+            problems = list(error.errors)
         self._redact_secrets_in_logs()
-        problems = config_problems(dict(self.config), self.config_jsonschema)
+        problems += config_problems(self.config)
         if validate_config and problems:
             msg = f"{len(problems)} problem(s) in the tap config"
             raise ConfigValidationError(msg, errors=problems)
@@ -102,20 +108,18 @@ class TapConversations(Tap):
         providers = self.configured_providers or PROVIDERS
         return [stream_type(tap=self) for p in providers for stream_type in p.streams]
 
-    def provider_resources(self, provider: str) -> ProviderResources:
-        """The HTTP session and authenticator shared by one provider's streams."""
-        if provider not in self._provider_resources:
+    def provider_transport(self, provider: str) -> ProviderTransport:
+        """The HTTP session, authenticator and request gate shared by one provider's streams."""
+        if provider not in self._transports:
             provider_config = self.config.get(provider) or {}
-            self._provider_resources[provider] = ProviderResources(
+            self._transports[provider] = ProviderTransport(
                 pool_size=self.max_concurrency + 2,
                 max_requests_per_second=provider_config.get("max_requests_per_second"),
             )
-        return self._provider_resources[provider]
+        return self._transports[provider]
 
-    @override  # type: ignore[misc]
-    def sync_all(self) -> None:
-        # `Tap.sync_all` is marked final, but it is the one place that sees a whole run: we
-        # refuse a run with no provider, reset per-run caches and close pooled connections.
+    @override
+    def before_sync(self) -> None:
         if not self.configured_providers:
             names = ", ".join(f"'{p.key}'" for p in PROVIDERS)
             msg = f"No provider configured: add at least one of {names} to the tap config"
@@ -123,21 +127,21 @@ class TapConversations(Tap):
         for stream in self.streams.values():
             t.cast("ApiStream", stream).reset_for_sync()
         self.progress.start()
-        try:
-            super().sync_all()
-        except BaseException:
-            # Whatever was delivered stays delivered: the target gets the state up to the
-            # failure (unsorted streams keep their previous bookmark, so a re-run covers the
-            # rest), then the error propagates.
-            self.write_message(StateMessage(value=self.state))
-            raise
-        finally:
-            self.progress.stop()
-            self.logger.info("Sync summary:\n%s", self.progress.summary())
-            self.detail_prefetcher.close()
-            for resources in self._provider_resources.values():
-                resources.close()
-            self._provider_resources.clear()
+
+    @override
+    def after_failed_sync(self) -> None:
+        # Whatever was delivered stays delivered: the target gets the state up to the failure
+        # (unsorted streams keep their previous bookmark, so a re-run covers the rest).
+        self.write_message(StateMessage(value=self.state))
+
+    @override
+    def after_sync(self) -> None:
+        self.progress.stop()
+        self.logger.info("Sync summary:\n%s", self.progress.summary())
+        self.detail_prefetcher.close()
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()
 
 
 if __name__ == "__main__":

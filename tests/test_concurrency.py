@@ -10,7 +10,7 @@ import typing as t
 import pytest
 
 from sandbox import FaultSettings
-from tap_conversations.client import ProviderError
+from tap_conversations.errors import ProviderError
 from tests.helpers import run_cli, sync
 
 if t.TYPE_CHECKING:

@@ -8,7 +8,7 @@ import typing as t
 
 import pytest
 
-from tap_conversations.client import utc_timestamp
+from tap_conversations.records import utc_timestamp
 from tests.helpers import TAP_EXECUTABLE, SyncResult, parse_messages, sync
 
 if t.TYPE_CHECKING:

@@ -9,7 +9,8 @@ import typing as t
 
 import pytest
 
-from tap_conversations.client import ProviderError, utc_timestamp
+from tap_conversations.errors import ProviderError
+from tap_conversations.records import utc_timestamp
 from tap_conversations.tap import TapConversations
 
 CONFIG = {
@@ -37,8 +38,8 @@ def test_a_new_field_is_dropped_and_reported_once(
     stream: t.Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        first = stream.prepare(onq_row(brand_new=1))
-        second = stream.prepare(onq_row(brand_new=2))
+        first = stream.checked_record(onq_row(brand_new=1))
+        second = stream.checked_record(onq_row(brand_new=2))
     assert "brand_new" not in first
     assert second["name"] == "Intro"
     reports = [r for r in caplog.records if "brand_new" in r.getMessage()]
@@ -48,7 +49,7 @@ def test_a_new_field_is_dropped_and_reported_once(
 
 def test_a_field_of_the_wrong_type_names_stream_field_and_record(stream: t.Any) -> None:
     with pytest.raises(ProviderError) as error:
-        stream.prepare(onq_row(visible="yes"))
+        stream.checked_record(onq_row(visible="yes"))
     message = str(error.value)
     assert "onQ stream 'onq_conversations'" in message
     assert "field 'visible'" in message
@@ -58,11 +59,11 @@ def test_a_field_of_the_wrong_type_names_stream_field_and_record(stream: t.Any) 
 
 def test_a_timestamp_that_is_not_one_is_a_clear_error(stream: t.Any) -> None:
     with pytest.raises(ProviderError, match=r"field 'created_on' of record id='7' is not an ISO"):
-        stream.prepare(onq_row(created_on="yesterday"))
+        stream.checked_record(onq_row(created_on="yesterday"))
 
 
 def test_timestamps_are_normalised_to_utc(stream: t.Any) -> None:
-    row = stream.prepare(onq_row(created_on="2025-01-02T04:04:05.5+01:00"))
+    row = stream.checked_record(onq_row(created_on="2025-01-02T04:04:05.5+01:00"))
     assert row["created_on"] == "2025-01-02T03:04:05.500000+00:00"
     assert row["last_updated_on"] == "2025-01-02T03:04:05.000000+00:00"
 

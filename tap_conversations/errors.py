@@ -1,0 +1,46 @@
+"""The failures a user has to act on, and the one prefix every message starts with.
+
+Each is raised with a message that is one line, names the provider and stream (or setting) and
+says what to fix; `TapConversations.invoke` prints that line and exits 1, with the traceback
+only at DEBUG level. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.exceptions import FatalAPIError
+
+
+class ProviderError(FatalAPIError):
+    """A failure the user has to act on; its message is one line that says what to fix."""
+
+
+class CredentialsRejected(ProviderError):
+    """The API refused our credentials (401/403, or the token endpoint said no)."""
+
+
+class TokenRejected(CredentialsRejected):
+    """A 401 to a token we believed valid: renew it once and try again before giving up."""
+
+
+class RecordVanished(ProviderError):
+    """A detail endpoint answered 404 for an id its list endpoint had just returned."""
+
+
+class PaginationError(ProviderError):
+    """The server's paging contradicts itself: a loop, a page that never ends, a bad count."""
+
+
+class Named(t.Protocol):
+    """What a message prefix needs of a stream."""
+
+    @property
+    def name(self) -> str: ...
+
+    provider_label: t.ClassVar[str]
+
+
+def prefix(stream: Named) -> str:
+    """`<provider> stream '<name>'`: how every message about a stream starts."""
+    return f"{stream.provider_label} stream '{stream.name}'"
