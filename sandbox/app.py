@@ -86,6 +86,12 @@ class Sandbox:
     ) -> None:
         self.stop()
 
+    def connections_nodelay(self) -> list[bool]:
+        """Whether each open client connection has TCP_NODELAY set."""
+        if self._server is None:
+            raise RuntimeError("sandbox not started")
+        return self._server.connections_nodelay()
+
     @property
     def url(self) -> str:
         """`http://127.0.0.1:<port>` of the running server."""

@@ -426,6 +426,16 @@ class SandboxServer(ThreadingHTTPServer):
             return
         super().handle_error(request, client_address)
 
+    def connections_nodelay(self) -> list[bool]:
+        """Whether each open connection has TCP_NODELAY set (for the sandbox's own tests)."""
+        with self._lock:
+            connections = list(self._connections)
+        flags = []
+        for connection in connections:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                flags.append(bool(connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+        return flags
+
     def close_connections(self, timeout: float = 5.0) -> None:
         """Hang up on every open connection and wait for their threads to finish."""
         with self._lock:

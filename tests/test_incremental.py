@@ -101,32 +101,37 @@ def test_start_date_bounds_the_first_run(sandbox: Sandbox) -> None:
     assert set(result.keys(PE_DETAILS, "api_id")) == expected
 
 
-def test_deleted_and_archived_conversations_flow_through(sandbox: Sandbox) -> None:
+def test_deleted_and_archived_conversations_flow_through(
+    sandbox_factory: t.Callable[..., Sandbox],
+) -> None:
+    sandbox = sandbox_factory(pe_conversations=40, pe_plans=2, respondent_conversations=80)
     result = sync({"perform_engage": sandbox.tap_config()["perform_engage"]})
     statuses = {r["status"] for r in result.records(PE)}
     assert {"deleted", "archived"} <= statuses
-    deleted = [r for r in sandbox.data.respondent_conversations if r["deleted"]]
+    deleted = {r["uid"] for r in sandbox.data.respondent_conversations if r["deleted"]}
+    assert deleted, "the sandbox has no deleted Respondent conversation: the test proves nothing"
     respondent = sync({"respondent": sandbox.tap_config()["respondent"]})
-    assert {r["uid"] for r in deleted} <= set(respondent.keys(RESPONDENT, "uid"))
+    emitted = {r["uid"]: r for r in respondent.records(RESPONDENT)}
+    assert deleted <= set(emitted)
+    assert all(emitted[uid]["deleted"] is True for uid in deleted)
 
 
 def _run_until_killed(config_file: Path, state_file: Path, stop_after: int) -> SyncResult:
     """Start the tap, read `stop_after` RECORD messages, then kill it like an OOM would."""
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [TAP_EXECUTABLE, "--config", str(config_file), "--state", str(state_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    lines: list[bytes] = []
-    records = 0
-    for line in process.stdout:
-        lines.append(line)
-        records += b'"type":"RECORD"' in line.replace(b" ", b"")
-        if records >= stop_after:
-            break
-    process.kill()
-    process.wait()
+    ) as process:
+        assert process.stdout is not None
+        lines: list[bytes] = []
+        records = 0
+        for line in process.stdout:
+            lines.append(line)
+            records += b'"type":"RECORD"' in line.replace(b" ", b"")
+            if records >= stop_after:
+                break
+        process.kill()
     return SyncResult(parse_messages(b"".join(lines)))
 
 

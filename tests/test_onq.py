@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import time
 import typing as t
 
+import jwt
 import pytest
 import requests
 
@@ -69,13 +71,22 @@ def test_token_is_renewed_when_the_server_expires_it_early(
     assert rejected >= 1, "the sandbox never had to reject a token: the test proves nothing"
 
 
-def test_token_is_reminted_before_its_own_expiry(sandbox: Sandbox) -> None:
-    """A lifetime of 600 s renews after 480 s; simulate by shortening the clock margin."""
-    auth = JWTAuthenticator(only_onq(sandbox)["onq"])
+def test_token_is_reminted_before_its_own_expiry(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lifetime of 600 s is renewed once a fifth of it is left (after 480 s), not later."""
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)
+    auth = JWTAuthenticator(only_onq(sandbox, token_lifetime_seconds=600)["onq"])
     first = auth(_request()).headers["Authorization"]
+    monkeypatch.setattr(time, "time", lambda: now + 470)
     assert auth(_request()).headers["Authorization"] == first
-    auth._expires_at = 0
-    assert auth(_request()).headers["Authorization"] != first
+    monkeypatch.setattr(time, "time", lambda: now + 490)
+    renewed = auth(_request()).headers["Authorization"]
+    assert renewed != first
+    claims = jwt.decode(renewed.removeprefix("Bearer "), options={"verify_signature": False})
+    assert claims["iat"] == int(now + 490)
+    assert claims["exp"] == claims["iat"] + 600
 
 
 def _request() -> requests.PreparedRequest:
@@ -89,4 +100,5 @@ def test_wrong_credentials_fail_clearly(sandbox: Sandbox, tmp_path: Path, field:
 
     assert completed.returncode != 0
     assert "check onq credentials" in completed.stderr
-    assert sandbox.tap_config()["onq"]["api_secret"] not in completed.stderr + completed.stdout
+    configured_secret = only_onq(sandbox, **{field: wrong})["onq"]["api_secret"]
+    assert configured_secret not in completed.stderr + completed.stdout
