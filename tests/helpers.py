@@ -56,7 +56,11 @@ def sync(
     catalog: dict[str, t.Any] | None = None,
 ) -> SyncResult:
     """Run a whole sync in this process and return its messages."""
-    tap = TapConversations(config=config, state=state, catalog=catalog)
+    return run_sync(TapConversations(config=config, state=state, catalog=catalog))
+
+
+def run_sync(tap: TapConversations) -> SyncResult:
+    """Run `tap.sync_all()` in this process and return its messages."""
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     with redirect_stdout(out):
         tap.sync_all()

@@ -1,0 +1,93 @@
+"""Guards for every private or final SDK surface `tap_conversations.sdk_compat` touches.
+
+Each test fails when an SDK upgrade renames, stops calling or changes what is overridden there,
+so the upgrade is noticed here and not in a user's warehouse.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing as t
+
+import pytest
+from singer_sdk import Stream, Tap
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers import _catalog
+
+from tap_conversations import sdk_compat
+from tap_conversations.tap import TapConversations
+from tests.helpers import run_sync, sync
+
+if t.TYPE_CHECKING:
+    from sandbox import Sandbox
+
+DETAILS = "perform_engage_conversation_details"
+
+
+def test_the_overridden_sdk_methods_still_exist_with_the_same_signatures() -> None:
+    for name in ("_generate_record_messages", "_write_schema_message"):
+        assert name in vars(sdk_compat.CompatStream), name
+        assert name in vars(Stream), f"the SDK no longer defines Stream.{name}"
+        sdk = inspect.signature(getattr(Stream, name))
+        ours = inspect.signature(getattr(sdk_compat.CompatStream, name))
+        assert list(sdk.parameters) == list(ours.parameters), name
+    assert callable(_catalog.pop_deselected_record_properties)
+    assert "_stream_version" in inspect.getsource(Stream)
+
+
+def test_sync_all_is_still_final_so_the_override_stays_in_one_place() -> None:
+    # If the SDK drops `@final`, the override can become an ordinary one (and leave here).
+    assert getattr(Tap.sync_all, "__final__", False) is True
+
+
+def test_the_sdk_builds_every_record_message_through_the_override(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = sdk_compat.CompatStream._generate_record_messages
+
+    def counting(self: sdk_compat.CompatStream, record: dict[str, t.Any]) -> t.Any:
+        calls.append(self.name)
+        return original(self, record)
+
+    monkeypatch.setattr(sdk_compat.CompatStream, "_generate_record_messages", counting)
+    result = sync({"onq": sandbox.tap_config()["onq"]})
+    assert len(result.records("onq_conversations")) == 45
+    assert calls.count("onq_conversations") == 45
+
+
+def test_schema_is_written_once_per_stream_and_run(sandbox: Sandbox) -> None:
+    result = sync({"perform_engage": sandbox.tap_config()["perform_engage"]})
+    schemas = [m["stream"] for m in result.messages if m["type"] == "SCHEMA"]
+    assert len(result.records(DETAILS)) == 40  # 40 parents, so 40 child syncs
+    assert sorted(schemas) == sorted(set(schemas))
+    assert DETAILS in schemas
+
+
+def test_a_second_run_of_the_same_tap_writes_its_schemas_again(sandbox: Sandbox) -> None:
+    tap = TapConversations(config={"onq": sandbox.tap_config()["onq"]})
+    schema_counts = []
+    for _ in range(2):
+        messages = run_sync(tap).messages
+        schema_counts.append(sum(m["type"] == "SCHEMA" for m in messages))
+    assert schema_counts == [1, 1]
+
+
+def test_records_carry_the_stream_version_of_activate_version(sandbox: Sandbox) -> None:
+    plans = "perform_engage_conversation_plans"  # full table: the SDK versions it
+    config = {
+        "perform_engage": sandbox.tap_config()["perform_engage"],
+        "emit_activate_version_messages": True,
+    }
+    result = sync(config)
+    of_plans = [m for m in result.messages if m.get("stream") == plans]
+    versions = {m["version"] for m in of_plans if m["type"] == "ACTIVATE_VERSION"}
+    assert len(versions) == 1
+    record_versions = {m.get("version") for m in of_plans if m["type"] == "RECORD"}
+    assert record_versions == versions
+
+
+def test_the_run_hooks_run_around_the_final_sync_all() -> None:
+    tap = TapConversations(config={})
+    with pytest.raises(ConfigValidationError, match="No provider configured"):
+        tap.sync_all()
