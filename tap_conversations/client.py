@@ -82,6 +82,8 @@ class ApiStream(CompatStream):
         self.checker = RecordChecker(self)
         self._bookmarks: dict[tuple[tuple[str, t.Any], ...], str | None] = {}
         self._attempts = threading.local()  # requests sent for the current call, per thread
+        #: The record whose children are being synced (see `generate_child_contexts`).
+        self.record_for_children: dict[str, t.Any] | None = None
 
     # Provider plumbing -------------------------------------------------------------------
 
@@ -233,6 +235,10 @@ class ApiStream(CompatStream):
             )
         try:
             decoded_body(response)
+        except RecursionError:
+            # msgspec stops at ~1,000 levels; asking again would get the same body.
+            msg = f"{self.describe(response)}: the JSON body nests too deeply to decode"
+            raise ProviderError(msg) from None
         except msgspec.DecodeError:
             # A 200 whose body is cut short or not JSON is a transient fault: ask again.
             msg = f"{self.describe(response)}: the body is not valid JSON"
@@ -272,6 +278,11 @@ class ApiStream(CompatStream):
     def nested_deselection(self) -> bool:
         return self.checker.selection.nested
 
+    @property
+    @override
+    def deselected_fields(self) -> frozenset[str]:
+        return self.checker.selection.deselected
+
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """Checked records; the detail requests of the next ones already in flight."""
@@ -284,9 +295,26 @@ class ApiStream(CompatStream):
         yield from self.conversations_tap.detail_prefetcher.read_ahead(
             self, children, self.checked_records(context), context
         )
-        if self.parent_stream_type is None:
+        partitions = self.partitions
+        last_partition = not partitions or context == partitions[-1]
+        if self.parent_stream_type is None and last_partition:
             for stream in (self, *self.child_streams):
                 self.conversations_tap.progress.finish(stream.name)
+
+    @override
+    def generate_child_contexts(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> t.Iterable[Context | None]:
+        """Hand the record to child streams derived from it, then give the SDK its contexts.
+
+        The SDK syncs a record's children right here, before it writes the record, and the
+        record is still whole: catalog deselection only happens when it is written. So a
+        `derived.DerivedStream` reads its parent's data from `record_for_children`, never
+        from what the parent emits (which may lack a deselected field, or not exist at all
+        when the parent is not selected).
+        """
+        self.record_for_children = record
+        yield from super().generate_child_contexts(record, context)
 
     def checked_records(self, context: Context | None) -> t.Iterator[dict[str, t.Any]]:
         """The API's records, checked and normalised, without those older than the bookmark.

@@ -21,8 +21,18 @@ from singer_sdk.authenticators import BasicAuthenticator
 from typing_extensions import override
 
 from tap_conversations.client import ApiStream, DetailStream
+from tap_conversations.derived import DerivedStream
 from tap_conversations.errors import CredentialsRejected, ProviderError
 from tap_conversations.paging import NextUrlPaginator
+from tap_conversations.perform_engage_schemas import (
+    ASSIGNED_DEPARTMENT_PROPERTIES,
+    ASSIGNED_USER_PROPERTIES,
+    CONVERSATION_PROPERTIES,
+    ELEMENT_PROPERTIES,
+    PLAN_PROPERTIES,
+)
+from tap_conversations.perform_engage_schemas import string as _string
+from tap_conversations.perform_engage_schemas import timestamp as _timestamp
 from tap_conversations.provider import Provider
 from tap_conversations.settings import rate_limit_setting
 
@@ -149,51 +159,7 @@ class PerformEngageDetailStream(DetailStream, PerformEngageStream):
     """
 
 
-def _string(name: str, description: str, *, required: bool = False) -> th.Property[t.Any]:
-    return th.Property(name, th.StringType, required=required, description=description)
-
-
-def _timestamp(name: str, description: str) -> th.Property[t.Any]:
-    return th.Property(name, th.DateTimeType, description=description)
-
-
 # --- Conversations ---------------------------------------------------------------------------
-
-CONVERSATION_PROPERTIES = (
-    _string("api_id", "Conversation ID, e.g. `580:972ba6da-...`", required=True),
-    _string("template_api_id", "Conversation template ID"),
-    _string("template_name", "Conversation template name"),
-    _string("plan_api_id", "Conversation plan ID"),
-    _string("plan_name", "Conversation plan name"),
-    _string("stage_name", "Current stage; `Final` once completed"),
-    _string("stage_api_id", "Stage ID"),
-    _string("status", "draft, final, deleted or archived"),
-    _timestamp("updated_date", "Last update of the conversation (UTC)"),
-    _timestamp("completed_date", "Completion time (UTC)"),
-    _timestamp("generated_date", "Generation time (UTC)"),
-    _string("person_api_id", "Employee ID"),
-    _string("person_name", "Employee full name"),
-    _string("person_email", "Employee email"),
-    _string("manager_api_id", "Manager ID"),
-    _string("manager_name", "Manager full name"),
-    _string("manager_email", "Manager email"),
-    _string("reviewer_api_id", "Reviewer ID"),
-    _string("reviewer_name", "Reviewer full name"),
-    _string("reviewer_email", "Reviewer email"),
-    _string("second_reviewer_api_id", "Second reviewer ID"),
-    _string("second_reviewer_name", "Second reviewer full name"),
-    _string("second_reviewer_email", "Second reviewer email"),
-)
-
-CONVERSATION_ELEMENT = th.ObjectType(
-    _string("api_id", "Element answer ID (often null)"),
-    _string("element_title", "Question or element title"),
-    _string("element_api_id", "Element ID; opaque, may start with `None:`"),
-    _string("element_type", "Element type, e.g. nine_box, text, rating"),
-    _string("value", "Answer value, as the API returns it (a string)"),
-    _string("key", "Answer key"),
-    _string("comment", "Comment on the answer"),
-)
 
 
 class PerformEngageConversationsStream(PerformEngageListStream):
@@ -217,20 +183,50 @@ class PerformEngageConversationDetailsStream(PerformEngageDetailStream):
     replication_key = "updated_date"
     schema = th.PropertiesList(
         *CONVERSATION_PROPERTIES,
-        th.Property("data", th.ArrayType(CONVERSATION_ELEMENT), description="Elements"),
+        th.Property(
+            "data",
+            th.ArrayType(th.ObjectType(*ELEMENT_PROPERTIES)),
+            description="Elements; also one row each in perform_engage_conversation_elements",
+        ),
+    ).to_dict()
+
+
+class PerformEngageConversationElementsStream(DerivedStream, PerformEngageStream):
+    """One row per element of a conversation detail's `data`: the answers of a review.
+
+    Key: the conversation and the element's place in `data`. `element_api_id` is not documented
+    as unique within a conversation (nor `api_id`, often null), and a key that two elements
+    could share would lose one of them in an upserting target; the position always exists and
+    never repeats.
+    """
+
+    name = "perform_engage_conversation_elements"
+    parent_stream_type = PerformEngageConversationDetailsStream
+    array_field = "data"
+    parent_fields: t.ClassVar[dict[str, str]] = {
+        "api_id": "conversation_api_id",
+        "updated_date": "conversation_updated_date",
+    }
+    position_field = "position"
+    primary_keys = ("conversation_api_id", "position")
+    replication_key = "conversation_updated_date"
+    schema = th.PropertiesList(
+        _string("conversation_api_id", "The conversation's `api_id`", required=True),
+        th.Property(
+            "position",
+            th.IntegerType,
+            required=True,
+            description="Place of the element in the conversation's `data`, from 0",
+        ),
+        _timestamp(
+            "conversation_updated_date",
+            "The conversation's `updated_date`: rows older than it are from a former version",
+        ),
+        *ELEMENT_PROPERTIES,
     ).to_dict()
 
 
 # --- Conversation plans ----------------------------------------------------------------------
-
-PLAN_PROPERTIES = (
-    _string("api_id", "Conversation plan ID", required=True),
-    _string("name", "Conversation plan name"),
-    _string("template_name", "Conversation template name"),
-    _string("template_api_id", "Conversation template ID"),
-    _string("status", "draft or active"),
-    _string("frequency", "How often a recurring plan takes place, e.g. `Every 4 weeks`"),
-)
 
 
 class PerformEngageConversationPlansStream(PerformEngageListStream):
@@ -254,20 +250,42 @@ class PerformEngageConversationPlanDetailsStream(PerformEngageDetailStream):
         *PLAN_PROPERTIES,
         th.Property(
             "assigned_users",
-            th.ArrayType(
-                th.ObjectType(
-                    _string("api_id", "User ID"),
-                    _string("name", "User full name"),
-                    _string("email", "User email"),
-                )
-            ),
+            th.ArrayType(th.ObjectType(*ASSIGNED_USER_PROPERTIES)),
+            description="Also one row each in perform_engage_conversation_plan_users",
         ),
         th.Property(
             "assigned_departments",
-            th.ArrayType(
-                th.ObjectType(_string("api_id", "Department ID"), _string("name", "Department"))
-            ),
+            th.ArrayType(th.ObjectType(*ASSIGNED_DEPARTMENT_PROPERTIES)),
+            description="Also one row each in perform_engage_conversation_plan_departments",
         ),
+    ).to_dict()
+
+
+class PerformEngageConversationPlanUsersStream(DerivedStream, PerformEngageStream):
+    """One row per user assigned to a plan (the plan detail's `assigned_users`)."""
+
+    name = "perform_engage_conversation_plan_users"
+    parent_stream_type = PerformEngageConversationPlanDetailsStream
+    array_field = "assigned_users"
+    parent_fields: t.ClassVar[dict[str, str]] = {"api_id": "plan_api_id"}
+    primary_keys = ("plan_api_id", "api_id")
+    schema = th.PropertiesList(
+        _string("plan_api_id", "The plan's `api_id`", required=True),
+        *ASSIGNED_USER_PROPERTIES,
+    ).to_dict()
+
+
+class PerformEngageConversationPlanDepartmentsStream(DerivedStream, PerformEngageStream):
+    """One row per department assigned to a plan (the plan detail's `assigned_departments`)."""
+
+    name = "perform_engage_conversation_plan_departments"
+    parent_stream_type = PerformEngageConversationPlanDetailsStream
+    array_field = "assigned_departments"
+    parent_fields: t.ClassVar[dict[str, str]] = {"api_id": "plan_api_id"}
+    primary_keys = ("plan_api_id", "api_id")
+    schema = th.PropertiesList(
+        _string("plan_api_id", "The plan's `api_id`", required=True),
+        *ASSIGNED_DEPARTMENT_PROPERTIES,
     ).to_dict()
 
 
@@ -329,7 +347,10 @@ PROVIDER = Provider(
     streams=(
         PerformEngageConversationsStream,
         PerformEngageConversationDetailsStream,
+        PerformEngageConversationElementsStream,
         PerformEngageConversationPlansStream,
         PerformEngageConversationPlanDetailsStream,
+        PerformEngageConversationPlanUsersStream,
+        PerformEngageConversationPlanDepartmentsStream,
     ),
 )

@@ -6,8 +6,8 @@ Protocol:
   `totalResults`, so paging ends once that many were read (or on a short or empty page).
 - Filters: `projectId` (each of `project_ids` is its own partition, with its own bookmark) and
   `externalResearcherId`.
-- Messages arrive inside each conversation: `respondent_messages` is derived from the parent
-  record, no request of its own.
+- Messages and participants arrive inside each conversation: `respondent_messages` and
+  `respondent_participants` are derived from the parent record, no request of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from singer_sdk.authenticators import APIAuthenticatorBase
 from typing_extensions import override
 
 from tap_conversations.client import ApiStream
+from tap_conversations.derived import DerivedStream
 from tap_conversations.errors import ProviderError
 from tap_conversations.paging import PageNumberUntilShortPaginator
 from tap_conversations.provider import Provider
@@ -44,14 +45,24 @@ class ApiKeyPairAuthenticator(APIAuthenticatorBase):
         self.auth_headers.update({"x-api-key": api_key, "x-api-secret": api_secret})
 
 
-def _user(*extra: th.Property[t.Any]) -> th.ObjectType:
-    return th.ObjectType(
-        th.Property("uid", th.StringType, description="Messaging user ID"),
+def _user_properties(*extra: th.Property[t.Any], uid_required: bool = False) -> list[t.Any]:
+    return [
+        th.Property("uid", th.StringType, required=uid_required, description="Messaging user ID"),
         th.Property("firstName", th.StringType),
         th.Property("lastName", th.StringType, description="Last name initial"),
         *extra,
         th.Property("foreignId", th.StringType, description="User ID of the messaging user"),
-    )
+    ]
+
+
+def _user() -> th.ObjectType:
+    return th.ObjectType(*_user_properties())
+
+
+PARTICIPANT_PROPERTIES = _user_properties(
+    th.Property("read", th.BooleanType, description="Has read the conversation"),
+    th.Property("deleted", th.BooleanType, description="Has muted it"),
+)
 
 
 MESSAGE_PROPERTIES = (
@@ -94,14 +105,14 @@ class RespondentConversationsStream(RespondentStream):
         th.Property("user", _user(), description="API owner account that created it"),
         th.Property(
             "participants",
-            th.ArrayType(
-                _user(
-                    th.Property("read", th.BooleanType, description="Has read the conversation"),
-                    th.Property("deleted", th.BooleanType, description="Has muted it"),
-                )
-            ),
+            th.ArrayType(th.ObjectType(*PARTICIPANT_PROPERTIES)),
+            description="Also one row each in respondent_participants",
         ),
-        th.Property("messages", th.ArrayType(th.ObjectType(*MESSAGE_PROPERTIES))),
+        th.Property(
+            "messages",
+            th.ArrayType(th.ObjectType(*MESSAGE_PROPERTIES)),
+            description="Also one row each in respondent_messages",
+        ),
         th.Property(
             "latestMessage",
             th.ObjectType(
@@ -123,11 +134,6 @@ class RespondentConversationsStream(RespondentStream):
             ),
         ),
     ).to_dict()
-
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: The record whose child streams are being synced (the SDK syncs children inline).
-        self.current_record: dict[str, t.Any] | None = None
 
     @property
     def page_size(self) -> int:
@@ -182,41 +188,52 @@ class RespondentConversationsStream(RespondentStream):
         record: dict[str, t.Any],
         context: Context | None,
     ) -> dict[str, t.Any]:
-        self.current_record = record
         return {"conversation_uid": record["uid"]}
 
 
-class RespondentMessagesStream(RespondentStream):
+class RespondentMessagesStream(DerivedStream, RespondentStream):
     """One record per message embedded in a conversation, with its `conversation_uid`.
 
-    Derived from the parent record: no request is made. A conversation that changed is
-    re-emitted whole, so all of its messages are too (targets upsert on `uid`).
+    A conversation that changed is re-emitted whole, so all of its messages are too (targets
+    upsert on `uid`).
     """
 
     name = "respondent_messages"
     parent_stream_type = RespondentConversationsStream
+    array_field = "messages"
+    parent_fields: t.ClassVar[dict[str, str]] = {"uid": "conversation_uid"}
     primary_keys = ("uid",)
     replication_key = "updatedAt"
-    state_partitioning_keys: t.ClassVar[list[str]] = []
-    filters_by_bookmark = False
 
     schema = th.PropertiesList(
         th.Property("conversation_uid", th.StringType, required=True),
         *MESSAGE_PROPERTIES,
     ).to_dict()
 
-    @override
-    def request_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        """The parent record's embedded messages: the records come without a request."""
-        parent = t.cast(
-            "RespondentConversationsStream",
-            self.conversations_tap.streams[RespondentConversationsStream.name],
-        )
-        conversation = parent.current_record
-        if conversation is None or context is None:
-            return
-        for message in conversation.get("messages") or []:
-            yield {**message, "conversation_uid": conversation["uid"]}
+
+class RespondentParticipantsStream(DerivedStream, RespondentStream):
+    """One record per participant of a conversation, keyed by conversation and user."""
+
+    name = "respondent_participants"
+    parent_stream_type = RespondentConversationsStream
+    array_field = "participants"
+    parent_fields: t.ClassVar[dict[str, str]] = {
+        "uid": "conversation_uid",
+        "updatedAt": "conversation_updated_at",
+    }
+    primary_keys = ("conversation_uid", "uid")
+    replication_key = "conversation_updated_at"
+
+    schema = th.PropertiesList(
+        th.Property("conversation_uid", th.StringType, required=True),
+        th.Property(
+            "conversation_updated_at",
+            th.DateTimeType,
+            description="The conversation's `updatedAt`: rows older than it are from a former "
+            "version",
+        ),
+        *PARTICIPANT_PROPERTIES,
+    ).to_dict()
 
 
 PROVIDER = Provider(
@@ -247,5 +264,9 @@ PROVIDER = Provider(
         ),
         rate_limit_setting(),
     ),
-    streams=(RespondentConversationsStream, RespondentMessagesStream),
+    streams=(
+        RespondentConversationsStream,
+        RespondentMessagesStream,
+        RespondentParticipantsStream,
+    ),
 )

@@ -28,19 +28,31 @@ class CompatStream(RESTStream[t.Any]):
         """Whether the catalog deselected any nested property (subclasses know)."""
         return True
 
+    @property
+    def deselected_fields(self) -> frozenset[str]:
+        """Top-level properties the catalog deselected (subclasses know)."""
+        return frozenset()
+
     @override
     def _generate_record_messages(
         self, record: dict[str, t.Any]
     ) -> t.Generator[RecordMessage, None, None]:
         # Why: the SDK's version walks the selection mask for every property of every record
         # and conforms types. Measured on 50,000 onQ records (bench scenario C), the walk was a
-        # quarter of the tap's CPU; `records.RecordChecker` already checked types and dropped
-        # deselected top-level fields. No public hook sits between a record and its message.
-        # Here the walk runs only when a nested property is deselected.
+        # quarter of the tap's CPU; `records.RecordChecker` already checked types. No public
+        # hook sits between a record and its message. Here the walk runs only when a nested
+        # property is deselected; deselected top-level fields are popped by name.
+        # Deselection happens here, when the record is written, and not when it is read: the
+        # SDK syncs a record's children before writing it, so child streams get the parent's
+        # full record whatever the catalog deselected in the parent (or when the parent is not
+        # selected at all and never written).
         # Private: `_generate_record_messages`, `_stream_version`, and
         # `singer_sdk.helpers._catalog.pop_deselected_record_properties`.
         if self.nested_deselection:
             pop_deselected_record_properties(record, self.schema, self.mask)
+        else:
+            for name in self.deselected_fields:
+                record.pop(name, None)
         now = datetime.datetime.now(datetime.UTC)
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
