@@ -283,7 +283,7 @@ class PerformEngageData(Dataset):
     def _plan(self, index: int) -> Record:
         rng = self.rng
         template = rng.choice(list(self.templates))
-        return {
+        plan = {
             "name": f"{template} — {rng.choice(_PE_COHORTS)} #{index + 1}",
             "api_id": f"580:{_uuid(rng)}",
             "template_name": template,
@@ -296,6 +296,7 @@ class PerformEngageData(Dataset):
                 for name in rng.sample(_PE_DEPARTMENTS, rng.randint(0, 3))
             ],
         }
+        return _null_when_empty(plan, ("assigned_users", "assigned_departments"), plan["status"])
 
     def create(self, start: datetime, end: datetime, updated: datetime | None = None) -> Record:
         rng = self.rng
@@ -330,7 +331,7 @@ class PerformEngageData(Dataset):
         }
         if status == "final":
             record["completed_date"] = self._time(_between(rng, generated, updated), tz)
-        return record
+        return _null_when_empty(record, ("data",), status)
 
     def _element(self) -> Record:
         rng = self.rng
@@ -362,6 +363,15 @@ class PerformEngageData(Dataset):
     @staticmethod
     def _time(moment: datetime, tz: tzinfo | None) -> str:
         return moment.astimezone(tz).isoformat(timespec="microseconds")
+
+
+def _null_when_empty(record: Record, arrays: tuple[str, ...], status: str) -> Record:
+    """Drafts send `null` for an empty array, other records `[]`: the docs do not say which to
+    expect, so the tap must take both. No random draw, so every other value stays the same."""
+    for name in arrays:
+        if status == "draft" and not record[name]:
+            record[name] = None
+    return record
 
 
 def _pe_person(

@@ -14,6 +14,7 @@ import sys
 import typing as t
 from pathlib import Path
 
+from tap_conversations.derived import DerivedStream
 from tap_conversations.tap import PROVIDERS, TapConversations
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -53,7 +54,11 @@ def streams_table() -> str:
     for provider in PROVIDERS:
         for stream_type in provider.streams:
             path = getattr(stream_type, "path", None)
-            endpoint = f"GET `{path}`" if path else "(from parent record)"
+            derived = issubclass(stream_type, DerivedStream)
+            if derived:
+                endpoint = f"one row per element of the parent's `{stream_type.array_field}`"
+            else:
+                endpoint = f"GET `{path}`" if path else "(from parent record)"
             key = ", ".join(f"`{k}`" for k in stream_type.primary_keys or ())
             # Unset class attributes are still the SDK's properties: only a string is a key.
             replication_key = stream_type.replication_key
@@ -62,6 +67,8 @@ def streams_table() -> str:
                 if isinstance(replication_key, str)
                 else "full table"
             )
+            if derived:
+                replication = f"with its parent ({replication})"
             parent = stream_type.parent_stream_type
             rows.append(
                 f"| `{stream_type.name}` | {provider.label} | {endpoint} | {key} "
