@@ -172,10 +172,10 @@ class RecordChecker:
         if type(row) is not dict:
             msg = f"{prefix(self.stream)}: a record is {self._describe(row)}, not a JSON object"
             raise ProviderError(msg)
-        self._check_object(row, self.shape, row, "")
         for key in self.keys:
             if row.get(key) is None:
                 self.fail(row, key, "is missing; it is the primary key, so the record cannot load")
+        self._check_object(row, self.shape, row, "")
         return row
 
     def _check_object(
