@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import typing as t
+from pathlib import PurePath
 
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
@@ -24,6 +26,7 @@ from tap_conversations.settings import (
     config_problems,
     secret_values,
 )
+from tap_conversations.state_input import check_state, parse_state, read_state_file, state_source
 from tap_conversations.transport import ProviderTransport
 
 if t.TYPE_CHECKING:
@@ -37,6 +40,9 @@ PROVIDERS: tuple[Provider, ...] = (perform_engage.PROVIDER, onq.PROVIDER, respon
 class TapConversations(CompatTap):
     """Conversations from Perform & Engage 365, onQ and Respondent."""
 
+    #: How messages name the state this run starts from (the CLI sets the file's name).
+    state_source: t.ClassVar[str] = state_source(None)
+
     name = "tap-conversations"
     # msgspec encodes RECORD messages several times faster than the default simplejson writer.
     message_writer_class = MsgSpecWriter
@@ -49,8 +55,21 @@ class TapConversations(CompatTap):
         ),
     ).to_dict()
 
-    def __init__(self, *args: t.Any, validate_config: bool = True, **kwargs: t.Any) -> None:
+    def __init__(
+        self,
+        *args: t.Any,
+        validate_config: bool = True,
+        state: PurePath | str | dict[str, t.Any] | None = None,
+        **kwargs: t.Any,
+    ) -> None:
         self._transports: dict[str, ProviderTransport] = {}
+        # A state the tap cannot start from fails in one line, before any request: its shape
+        # before the SDK loads it, its bookmarks once the streams exist.
+        if isinstance(state, str | PurePath):
+            state = read_state_file(state)
+        if state is not None:
+            check_state(state, self.state_source, timestamp_streams=())
+        kwargs["state"] = state
         # The SDK lists every JSON Schema problem at once; `config_problems` adds what a
         # schema cannot say (URL schemes, dates), so the user sees every problem in one go.
         try:
@@ -63,6 +82,9 @@ class TapConversations(CompatTap):
         if validate_config and problems:
             msg = f"{len(problems)} problem(s) in the tap config"
             raise ConfigValidationError(msg, errors=problems)
+        if state is not None:
+            incremental = [n for n, s in self.streams.items() if isinstance(s.replication_key, str)]
+            check_state(state, self.state_source, timestamp_streams=incremental)
         self.detail_prefetcher = DetailPrefetcher(self.max_concurrency)
         self.progress = Progress(
             self.logger,
@@ -84,6 +106,12 @@ class TapConversations(CompatTap):
         The traceback is for bugs: it is logged only at DEBUG level for `ProviderError`s.
         """
         try:
+            if (state_file := kwargs.get("state")) is not None:
+                # Read here, where the file's name is known, so errors can name it.
+                cls.state_source = state_source(getattr(state_file, "name", None))
+                text = state_file.read()
+                parse_state(text, cls.state_source)  # the SDK's own parse fails unexplained
+                kwargs["state"] = io.StringIO(text)
             super().invoke(*args, **kwargs)
         except ProviderError as error:
             cls.logger.debug("Traceback of the failure below", exc_info=error)
