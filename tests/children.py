@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import typing as t
+from collections import Counter
 from dataclasses import dataclass
 
 from tap_conversations.tap import TapConversations
+from tests.helpers import as_instant
 
 if t.TYPE_CHECKING:
     from sandbox import Sandbox
@@ -105,6 +107,19 @@ PAIRS = {
     "perform_engage_conversation_plan_details": "perform_engage_conversation_plans",
     **{d.stream: d.parent for d in DERIVED},
 }
+
+
+def assert_rows_match(
+    emitted: list[dict[str, t.Any]], expected: list[dict[str, t.Any]], key: tuple[str, ...]
+) -> None:
+    """Every expected row emitted exactly once with its values, and nothing else."""
+    counts = Counter(row_key(row, key) for row in emitted)
+    assert not [k for k, n in counts.items() if n > 1], "a row was emitted twice"
+    by_key = {row_key(row, key): row for row in emitted}
+    want_by_key = {row_key(row, key): row for row in expected}
+    assert set(by_key) == set(want_by_key)
+    for k, want in want_by_key.items():
+        assert as_instant({f: by_key[k].get(f) for f in want}) == as_instant(want), k
 
 
 def row_key(row: dict[str, t.Any], key: tuple[str, ...]) -> tuple[t.Any, ...]:

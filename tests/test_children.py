@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from tap_conversations.tap import TapConversations
-from tests.children import DERIVED, PAIRS, Derived, catalog, row_key
+from tests.children import DERIVED, PAIRS, Derived, assert_rows_match, catalog
 from tests.helpers import as_instant, sync
 
 if t.TYPE_CHECKING:
@@ -17,19 +17,6 @@ if t.TYPE_CHECKING:
 
 def provider_config(sandbox: Sandbox, provider: str) -> dict[str, t.Any]:
     return {provider: sandbox.tap_config()[provider]}
-
-
-def assert_rows_match(
-    emitted: list[dict[str, t.Any]], expected: list[dict[str, t.Any]], key: tuple[str, ...]
-) -> None:
-    """Every expected row emitted exactly once with its values, and nothing else."""
-    counts = Counter(row_key(row, key) for row in emitted)
-    assert not [k for k, n in counts.items() if n > 1], "a row was emitted twice"
-    by_key = {row_key(row, key): row for row in emitted}
-    want_by_key = {row_key(row, key): row for row in expected}
-    assert set(by_key) == set(want_by_key)
-    for k, want in want_by_key.items():
-        assert as_instant({f: by_key[k].get(f) for f in want}) == as_instant(want), k
 
 
 @pytest.mark.parametrize("derived", DERIVED, ids=lambda d: d.stream)

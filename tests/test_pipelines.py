@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import csv
 import os
+import re
 import subprocess
 import sys
 import typing as t
@@ -19,7 +20,8 @@ import pytest
 
 from sandbox import Sandbox, SandboxSettings
 from tests import pg_cluster
-from tests.helpers import assert_same_records
+from tests.children import DERIVED, assert_rows_match
+from tests.helpers import as_instant, assert_same_records
 
 pytestmark = [
     pytest.mark.e2e,
@@ -53,6 +55,11 @@ def expected_tables(sandbox: Sandbox) -> dict[str, tuple[str, list[dict[str, t.A
             [{**m, "conversation_uid": c["uid"]} for c in conversations for m in c["messages"]],
         ),
     }
+
+
+def expected_derived_tables(sandbox: Sandbox) -> dict[str, tuple[tuple[str, ...], list[t.Any]]]:
+    """derived stream -> (composite key, every row it should have)."""
+    return {d.stream: (d.key, d.expected(sandbox)) for d in DERIVED if len(d.key) > 1}
 
 
 class Pipeline:
@@ -128,6 +135,10 @@ def assert_tables_match(postgres: pg_cluster.PostgresCluster, sandbox: Sandbox) 
         assert duplicates == [], f"{stream}: duplicate keys {duplicates[:3]}"
         assert len(rows) == len(expected) > 0, stream
         assert_same_records(rows, expected, key)
+    for stream, (keys, expected) in expected_derived_tables(sandbox).items():
+        rows = postgres.rows(f"select * from {SCHEMA}.{stream}")
+        assert len(rows) == len(expected) > 0, stream
+        assert_rows_match(rows, expected, keys)
 
 
 def test_postgres_holds_every_record_once_with_its_values(
@@ -141,6 +152,58 @@ def test_postgres_holds_every_record_once_with_its_values(
         f"where table_schema = '{SCHEMA}' and column_name in ('data', 'messages', 'metadata')"
     )
     assert {k["udt_name"] for k in kinds} == {"_jsonb", "jsonb"}
+
+
+def readme_query(provider_label: str) -> str:
+    """The README's SQL example for a provider (its first line is `-- <label>: ...`)."""
+    blocks = re.findall(r"```sql\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    query = next(b for b in blocks if b.startswith(f"-- {provider_label}:"))
+    return query.strip().removesuffix(";")  # `rows` wraps it in a subquery
+
+
+def test_the_readmes_queries_answer_from_the_relational_tables(
+    pipeline: Pipeline, postgres: pg_cluster.PostgresCluster, sandbox: Sandbox
+) -> None:
+    pipeline.meltano("run", "tap-conversations", "target-postgres")
+
+    # Perform & Engage: each person's 9-box value in their latest final review.
+    latest: dict[str, tuple[str, str]] = {}
+    for detail in sandbox.data.pe_conversation_details.values():
+        boxes = [e["value"] for e in detail["data"] or [] if e["element_type"] == "nine_box"]
+        if detail["status"] != "final" or not boxes:
+            continue
+        when = as_instant(detail["completed_date"])
+        person = detail["person_api_id"]
+        if person not in latest or when > as_instant(latest[person][1]):
+            latest[person] = (boxes[0], detail["completed_date"])
+    rows = postgres.rows(readme_query("Perform & Engage 365"))
+    assert latest, "no final review with a 9-box element: the query proves nothing"
+    assert {r["person_api_id"]: r["nine_box"] for r in rows} == {
+        person: value for person, (value, _) in latest.items()
+    }
+
+    # Respondent: participants who have not read a conversation.
+    unread = {
+        (c["uid"], p["uid"])
+        for c in sandbox.data.respondent_conversations
+        for p in c["participants"]
+        if not p["read"] and not c["deleted"] and p["uid"] != c["user"]["uid"]
+    }
+    rows = postgres.rows(readme_query("Respondent"))
+    assert unread
+    assert sorted((r["conversation_uid"], r["uid"]) for r in rows) == sorted(unread)
+
+    # onQ: conversations open for registration, with how full they are.
+    open_ = {
+        # PostgreSQL rounds halves away from zero (Python's `round` to even).
+        str(c["id"]): (200 * c["registered_user_count"] + c["max_user_count"])
+        // (2 * c["max_user_count"])
+        for c in sandbox.data.onq_conversations
+        if c["register_status"] == "open" and c["max_user_count"] > 0
+    }
+    rows = postgres.rows(readme_query("onQ"))
+    assert open_
+    assert {r["id"]: int(r["percent_full"]) for r in rows} == open_
 
 
 def test_an_incremental_run_reflects_upstream_changes(
@@ -168,7 +231,28 @@ def test_csv_files_hold_every_record_once(pipeline: Pipeline, sandbox: Sandbox) 
         assert sorted(keys) == sorted(str(r[key]) for r in expected), stream
     details = pipeline.csv_dir / "perform_engage_conversation_details.csv"
     with details.open(newline="") as handle:
-        first = next(csv.DictReader(handle))
+        first = next(r for r in csv.DictReader(handle) if r["data"] not in ("", "[]"))
     wanted = sandbox.data.pe_conversation_details[first["api_id"]]["data"]
     # target-csv writes nested values as Python literals, not JSON.
     assert ast.literal_eval(first["data"]) == wanted
+
+
+def test_csv_files_hold_the_elements_as_ordinary_rows(pipeline: Pipeline, sandbox: Sandbox) -> None:
+    # As scripts/demo.sh runs it: a full refresh, so every row is written again.
+    pipeline.meltano("run", "--full-refresh", "tap-conversations", "target-csv")
+    for derived in DERIVED:
+        with (pipeline.csv_dir / f"{derived.stream}.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        expected = derived.expected(sandbox)
+        assert len(rows) == len(expected) > 0, derived.stream
+        by_key = {tuple(row[k] for k in derived.key): row for row in rows}
+        for want in expected:
+            row = by_key[tuple(str(want[k]) for k in derived.key)]
+            for field, value in want.items():
+                if isinstance(value, (dict, list)):
+                    continue  # `sender` of a message: still one nested object
+                if isinstance(value, bool):
+                    assert row[field].lower() == str(value).lower(), (derived.stream, field)
+                    continue
+                text = "" if value is None else str(value)
+                assert as_instant(row[field]) == as_instant(text), (derived.stream, field)
