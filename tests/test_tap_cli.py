@@ -13,11 +13,15 @@ if t.TYPE_CHECKING:
 ALL_STREAMS = {
     "perform_engage_conversations",
     "perform_engage_conversation_details",
+    "perform_engage_conversation_elements",
     "perform_engage_conversation_plans",
     "perform_engage_conversation_plan_details",
+    "perform_engage_conversation_plan_users",
+    "perform_engage_conversation_plan_departments",
     "onq_conversations",
     "respondent_conversations",
     "respondent_messages",
+    "respondent_participants",
 }
 
 
@@ -43,7 +47,11 @@ def test_discovery_with_one_provider_lists_only_its_streams(tmp_path: Path) -> N
     completed = run_cli(["--discover"], config, tmp_path)
     assert completed.returncode == 0, completed.stderr
     streams = {e["tap_stream_id"] for e in json.loads(completed.stdout)["streams"]}
-    assert streams == {"respondent_conversations", "respondent_messages"}
+    assert streams == {
+        "respondent_conversations",
+        "respondent_messages",
+        "respondent_participants",
+    }
 
 
 def test_sync_without_any_provider_fails_with_a_clear_message(tmp_path: Path) -> None:
