@@ -44,3 +44,21 @@ class Named(t.Protocol):
 def prefix(stream: Named) -> str:
     """`<provider> stream '<name>'`: how every message about a stream starts."""
     return f"{stream.provider_label} stream '{stream.name}'"
+
+
+class ProvidersFailed(ProviderError):
+    """One or more providers stopped on an error while the others ran to the end."""
+
+    def __init__(self, reasons: t.Sequence[tuple[str, str]], providers_run: int) -> None:
+        self.reasons = list(reasons)  # (provider label, one-line reason)
+        self.providers_run = providers_run
+        super().__init__(self.lines()[0])
+
+    def lines(self) -> list[str]:
+        """A headline, then one line per failed provider with its reason."""
+        failed = len(self.reasons)
+        head = (
+            f"{failed} of {self.providers_run} provider(s) failed; "
+            "the others finished and their state is written:"
+        )
+        return [head, *(f"  {label} failed: {reason}" for label, reason in self.reasons)]

@@ -21,6 +21,7 @@ class StreamProgress:
     total: int | None = None
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    failed: bool = False
 
     @property
     def seconds(self) -> float:
@@ -33,9 +34,14 @@ class StreamProgress:
         if self.total is not None and rate > 0 and self.total > self.records:
             eta = f", ETA {_duration((self.total - self.records) / rate)}"
         return (
-            f"{name}: {done} records, {rate:,.0f}/s, {self.requests:,} requests, "
-            f"{self.retries} retries{eta}"
+            f"{name}: {done} records, {rate:,.0f}/s, {_count(self.requests, 'request')}, "
+            f"{_count(self.retries, 'retry', 'retries')}{eta}"
         )
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    """`1 request`, `2 requests`, `1,000 requests`."""
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
 
 
 def _duration(seconds: float) -> str:
@@ -71,9 +77,12 @@ class Progress:
         with self._lock:
             self._get(stream).total = total
 
-    def finish(self, stream: str) -> None:
+    def finish(self, stream: str, *, failed: bool = False) -> None:
         with self._lock:
-            self._get(stream).finished = time.monotonic()
+            entry = self._get(stream)
+            if entry.finished is None:
+                entry.finished = time.monotonic()
+            entry.failed = entry.failed or failed
 
     def start(self) -> None:
         if self._interval <= 0 or self._thread is not None:
@@ -98,15 +107,17 @@ class Progress:
     def summary(self) -> str:
         with self._lock:
             rows = [
-                (name, e.records, e.requests, e.retries, e.seconds)
+                (name, e.records, e.requests, e.retries, e.seconds, "FAILED" if e.failed else "ok")
                 for name, e in self._streams.items()
             ]
         width = max([len("stream"), *(len(r[0]) for r in rows)])
         lines = [
             f"{'stream':<{width}}  {'records':>9}  {'requests':>8}  {'retries':>7}  {'seconds':>8}"
+            "  status"
         ]
         lines += [
             f"{name:<{width}}  {records:>9,}  {requests:>8,}  {retries:>7,}  {seconds:>8.1f}"
-            for name, records, requests, retries, seconds in rows
+            f"  {status}"
+            for name, records, requests, retries, seconds, status in rows
         ]
         return "\n".join(lines)

@@ -1,19 +1,87 @@
 """Every use of private (`_name`) or `@final` singer-sdk surface, in one place.
 
-Each entry says why no public hook serves and is guarded by `tests/test_sdk_compat.py`, whose
-tests fail when an SDK upgrade renames, stops calling or changes what is overridden here. The
-rest of the package only uses the SDK's public API, through `CompatStream` and `CompatTap`.
+Each entry says why no public hook serves and is guarded by a test (`tests/test_sdk_compat.py`,
+`tests/test_sdk_compat_logging.py`) that fails when an SDK upgrade renames, stops calling or
+changes what is overridden or relied on here. The rest of the package only uses the SDK's
+public API, through `CompatStream` and `CompatTap`.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import typing as t
+from dataclasses import dataclass
 
 from singer_sdk import RESTStream, Tap
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
+
+if t.TYPE_CHECKING:
+    import click
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.streams.core import Stream
+
+#: SDK log messages (their `%`-templates) that say nothing a user acts on in a normal run:
+#: they are logged at DEBUG instead. Per child sync ("Beginning sync ...") they would be
+#: thousands of lines; the others repeat once per stream what the README says once.
+SDK_CHATTER: frozenset[str] = frozenset(
+    {
+        "Beginning sync of '%s' in %s mode",
+        "Beginning sync of '%s' in %s mode with context keys: %s",
+        "Added '%s' as child stream to '%s'",
+        "Skipping parse of env var settings...",
+        "Stream is assumed to be unsorted, progress is not resumable if interrupted",
+    }
+)
+#: Logged by the SDK's state manager on a child stream's logger: for a child that follows its
+#: parent, the bookmark it names is not where the child starts (the parent decides).
+CHILD_SDK_CHATTER: frozenset[str] = frozenset(
+    {"Starting incremental sync of '%s' with bookmark value: %s"}
+)
+#: Logged at ERROR by the SDK's `Stream.sync` before it re-raises any error, including the
+#: record limit `--test` stops a stream with on purpose. The tap logs its own one line for a
+#: real failure (and a bug keeps its traceback), so this is DEBUG.
+SDK_UNHANDLED_ERROR = "An unhandled error occurred while syncing '%s'"
+
+
+class DemoteSdkChatter(logging.Filter):
+    """Logs the given SDK messages at DEBUG, i.e. drops them unless DEBUG is on.
+
+    For records the SDK builds on loggers it owns (`singer_sdk`, the tap logger) once per
+    stream or run; per-child messages never reach a filter (see `CompatStream.log`).
+    """
+
+    def __init__(self, messages: frozenset[str] = SDK_CHATTER) -> None:
+        super().__init__()
+        self.messages = messages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG and record.msg in self.messages:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def install_sdk_log_filters(tap_logger: logging.Logger) -> None:
+    """Attach `DemoteSdkChatter` (once) to the loggers the SDK logs its chatter on."""
+    for logger in (tap_logger, logging.getLogger("singer_sdk")):
+        if not any(isinstance(f, DemoteSdkChatter) for f in logger.filters):
+            logger.addFilter(DemoteSdkChatter())
+
+
+def cli_config(ctx: click.Context) -> tuple[dict[str, t.Any], bool]:
+    """The merged `--config` files and whether `--config ENV` was given, in a CLI callback.
+
+    Why: `Tap.cb_discover` is the only way to `--discover` and builds the tap without
+    validating its config; a replacement needs what the SDK's eager `--config` callback
+    parsed, a `singer_sdk.plugin_base._ConfigInput` (private) in `ctx.params["config"]`.
+    """
+    parsed = ctx.params.get("config")
+    if parsed is None:
+        return {}, False
+    return dict(parsed.config), bool(parsed.parse_env)
 
 
 class CompatStream(RESTStream[t.Any]):
@@ -22,6 +90,9 @@ class CompatStream(RESTStream[t.Any]):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self._schema_sent = False
+        self._starting_value_written = False
+        if self.parent_stream_type is not None and not self.logger.filters:
+            self.logger.addFilter(DemoteSdkChatter(CHILD_SDK_CHATTER))
 
     @property
     def nested_deselection(self) -> bool:
@@ -32,6 +103,36 @@ class CompatStream(RESTStream[t.Any]):
     def deselected_fields(self) -> frozenset[str]:
         """Top-level properties the catalog deselected (subclasses know)."""
         return frozenset()
+
+    @property
+    def one_state_per_stream(self) -> bool:
+        """A child whose state is one stream-level bookmark (`state_partitioning_keys = []`)."""
+        return self.parent_stream_type is not None and self.state_partitioning_keys == []
+
+    @override
+    def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
+        # Public, but what it is called with is the SDK's: `Stream.sync` logs "Beginning
+        # sync" once per child sync (per parent record) and `SDK_UNHANDLED_ERROR` before any
+        # error. Lowering the level here, before `Logger.log`, means no record is even built
+        # when DEBUG is off. Guarded by tests/test_sdk_compat_logging.py.
+        if (
+            level == logging.INFO
+            and (self.parent_stream_type is not None or message in SDK_CHATTER)
+        ) or (level == logging.ERROR and message == SDK_UNHANDLED_ERROR):
+            level = logging.DEBUG
+        super().log(message, *args, level=level, **kwargs)
+
+    @override
+    def _write_starting_replication_value(self, context: Context | None) -> None:
+        # Why: the SDK writes the starting bookmark into state and logs "Starting incremental
+        # sync" on every child sync, i.e. once per parent record. A child with one
+        # stream-level state (`one_state_per_stream`) has the same starting value for every
+        # parent of a run: once per run is enough. No public hook sits there.
+        if self.one_state_per_stream:
+            if self._starting_value_written:
+                return
+            self._starting_value_written = True
+        super()._write_starting_replication_value(context)
 
     @override
     def _generate_record_messages(
@@ -74,8 +175,17 @@ class CompatStream(RESTStream[t.Any]):
             self._schema_sent = True
 
     def reset_schema_sent(self) -> None:
-        """A new run writes each SCHEMA again (once)."""
+        """A new run writes each SCHEMA again (once), and each starting bookmark."""
         self._schema_sent = False
+        self._starting_value_written = False
+
+
+@dataclass
+class GroupFailure:
+    """One group of streams (a provider) that stopped on an error."""
+
+    group: str
+    error: Exception
 
 
 class CompatTap(Tap):
@@ -84,23 +194,72 @@ class CompatTap(Tap):
     @override  # type: ignore[misc]
     def sync_all(self) -> None:
         # Why: `sync_all` is the one place that sees a whole run, and the SDK offers no hook
-        # before or after it. `before_sync` refuses a run with no provider and resets per-run
-        # caches; `after_sync` writes the state reached when a run fails (so a target keeps
-        # everything delivered) and closes pooled connections.
+        # before or after it, nor around each stream. The SDK's loop stops the whole run at
+        # the first failing stream; here streams run in groups (one per provider, see
+        # `sync_groups`) and a failure ends only its group: the other groups still run and
+        # their STATE is written, then `after_groups` reports every failure.
+        # It does what `Tap.sync_all` does (0.54.9): reset progress markers, fix replication
+        # methods (private `_reset_state_progress_markers`, `_set_compatible_replication_
+        # methods`), write the incoming state, sync each selected top-level stream and
+        # finalize it, log sync costs. Guarded by tests/test_sdk_compat_logging.py.
         self.before_sync()
+        failures: list[GroupFailure] = []
         try:
-            super().sync_all()
+            self._reset_state_progress_markers()
+            self._set_compatible_replication_methods()
+            if self.state:
+                self.state_writer.write_state(self.state)
+            for group, streams in self.sync_groups():
+                try:
+                    self.before_group(group, streams)
+                    for stream in streams:
+                        stream.sync()
+                        stream.finalize_state_progress_markers()
+                except Exception as error:
+                    failures.append(GroupFailure(group, error))
+                    # The failed stream keeps its previous bookmark (its lists are unsorted,
+                    # so progress within it cannot be kept); its progress markers go.
+                    self._reset_state_progress_markers()
+                    self.state_writer.write_state(self.state)
+                    self.after_failed_group(group, streams, error)
+            for stream in self.streams.values():
+                stream.log_sync_costs()
         except BaseException:
             self.after_failed_sync()
             raise
         finally:
             self.after_sync()
+        self.after_groups(failures)
+
+    def sync_groups(self) -> list[tuple[str, list[Stream]]]:
+        """The selected top-level streams, in groups that fail independently (default: one)."""
+        return [("all streams", self.top_level_streams())]
+
+    def top_level_streams(self) -> list[Stream]:
+        """Streams the run syncs directly: selected (or with selected children), no parent."""
+        return [
+            stream
+            for stream in self.streams.values()
+            if (stream.selected or stream.has_selected_descendents)
+            and stream.parent_stream_type is None
+        ]
 
     def before_sync(self) -> None:
         """Called before any stream syncs."""
 
+    def before_group(self, group: str, streams: list[Stream]) -> None:
+        """Called before a group's first stream syncs."""
+
+    def after_failed_group(self, group: str, streams: list[Stream], error: Exception) -> None:
+        """Called when a group stopped on `error`; the state written excludes its partial work."""
+
     def after_failed_sync(self) -> None:
-        """Called when the run stops on an error, before `after_sync`."""
+        """Called when the run stops on an error no group caught, before `after_sync`."""
 
     def after_sync(self) -> None:
         """Called once the run ended, however it ended."""
+
+    def after_groups(self, failures: list[GroupFailure]) -> None:
+        """Called after `after_sync` with every group that failed (raise to fail the run)."""
+        if failures:
+            raise failures[0].error

@@ -3,33 +3,46 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import typing as t
 from pathlib import PurePath
 
+import click
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import StateMessage
+from singer_sdk.tap_base import CliTestOptionValue
 from typing_extensions import override
 
 from tap_conversations import onq, perform_engage, respondent
-from tap_conversations.errors import ProviderError
+from tap_conversations.cli import one_line_failures, read_json_file
+from tap_conversations.errors import ProviderError, ProvidersFailed
 from tap_conversations.prefetch import DetailPrefetcher
 from tap_conversations.progress import Progress
-from tap_conversations.sdk_compat import CompatTap
+from tap_conversations.sdk_compat import (
+    CompatTap,
+    GroupFailure,
+    cli_config,
+    install_sdk_log_filters,
+)
 from tap_conversations.settings import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PROGRESS_INTERVAL,
     TOP_LEVEL_SETTINGS,
     RedactSecrets,
     config_problems,
+    readable_problem,
     secret_values,
+    unknown_settings,
 )
-from tap_conversations.state_input import check_state, parse_state, read_state_file, state_source
+from tap_conversations.state_input import check_state, read_state_file, state_source
 from tap_conversations.transport import ProviderTransport
 
 if t.TYPE_CHECKING:
+    from singer_sdk.streams.core import Stream
+
     from tap_conversations.client import ApiStream
     from tap_conversations.provider import Provider
 
@@ -63,6 +76,7 @@ class TapConversations(CompatTap):
         **kwargs: t.Any,
     ) -> None:
         self._transports: dict[str, ProviderTransport] = {}
+        install_sdk_log_filters(self.logger)
         # A state the tap cannot start from fails in one line, before any request: its shape
         # before the SDK loads it, its bookmarks once the streams exist.
         if isinstance(state, str | PurePath):
@@ -71,14 +85,16 @@ class TapConversations(CompatTap):
             check_state(state, self.state_source, timestamp_streams=())
         kwargs["state"] = state
         # The SDK lists every JSON Schema problem at once; `config_problems` adds what a
-        # schema cannot say (URL schemes, dates), so the user sees every problem in one go.
+        # schema cannot say (URL schemes, dates), so the user sees every problem in one go,
+        # each as `<setting>: <problem>` with the setting named as in Meltano.
         try:
             super().__init__(*args, validate_config=validate_config, **kwargs)
             problems: list[str] = []
         except ConfigValidationError as error:
-            problems = list(error.errors)
+            problems = [readable_problem(str(problem)) for problem in error.errors]
         self._redact_secrets_in_logs()
-        problems += config_problems(self.config)
+        self._set_metrics_level()
+        problems += config_problems(self.config) + self._unknown_setting_problems()
         if validate_config and problems:
             msg = f"{len(problems)} problem(s) in the tap config"
             raise ConfigValidationError(msg, errors=problems)
@@ -98,25 +114,108 @@ class TapConversations(CompatTap):
                 handler.removeFilter(old)
             handler.addFilter(redact)
 
+    def _set_metrics_level(self) -> None:
+        """METRIC lines (logged at INFO by the SDK) only when `metrics_log_level` is enabled."""
+        level = logging.getLevelName(str(self.config.get("metrics_log_level") or "DEBUG"))
+        shown = isinstance(level, int) and self.logger.isEnabledFor(level)
+        self.metrics_logger.setLevel(logging.INFO if shown else logging.WARNING)
+
+    def _unknown_setting_problems(self) -> list[str]:
+        """Warn about every key no setting has; a misspelt provider object is a problem.
+
+        A provider object under a wrong name would otherwise be skipped without a word.
+        """
+        builtin: dict[str, t.Any] = {"properties": {}}
+        self.append_builtin_config(builtin)
+        provider_keys = {p.key for p in PROVIDERS}
+        problems = []
+        for unknown in unknown_settings(
+            self.config, type(self).config_jsonschema, builtin["properties"]
+        ):
+            if unknown.closest in provider_keys and unknown.closest not in self.config:
+                problems.append(unknown.message().replace(", ignored", ""))
+            else:
+                self.logger.warning("%s", unknown.message())
+        return problems
+
+    # Command line ---------------------------------------------------------------------
+
     @classmethod
     @override
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """Config files: a missing or broken one ends in one line naming it, exit 1."""
+        with one_line_failures(cls.logger):
+            for path in value:
+                if path != "ENV":
+                    read_json_file(path, "config")
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, with `--state` and `--catalog` read by `invoke` (one-line errors
+        for a missing or broken file instead of click's usage error or a traceback)."""
+        command = super().get_singer_command()
+        for param in command.params:
+            if param.name in {"state", "catalog"}:
+                param.type = click.STRING
+        return command
+
+    @classmethod
+    @override
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        state: str | None = None,
+        catalog: str | None = None,
+        **kwargs: t.Any,
+    ) -> None:
         """Run the CLI; a failure the user must act on ends in one line and exit code 1.
 
         The traceback is for bugs: it is logged only at DEBUG level for `ProviderError`s.
         """
-        try:
-            if (state_file := kwargs.get("state")) is not None:
+        with one_line_failures(cls.logger):
+            state_text = None
+            if state is not None:
                 # Read here, where the file's name is known, so errors can name it.
-                cls.state_source = state_source(getattr(state_file, "name", None))
-                text = state_file.read()
-                parse_state(text, cls.state_source)  # the SDK's own parse fails unexplained
-                kwargs["state"] = io.StringIO(text)
-            super().invoke(*args, **kwargs)
-        except ProviderError as error:
-            cls.logger.debug("Traceback of the failure below", exc_info=error)
-            cls.logger.error("%s", error)
-            raise SystemExit(1) from None
+                cls.state_source = state_source(state)
+                state_text = json.dumps(read_state_file(state))
+            catalog_file = None if catalog is None else read_json_file(catalog, "catalog")
+            super().invoke(
+                **kwargs,
+                state=None if state_text is None else io.StringIO(state_text),
+                catalog=None if catalog_file is None else io.StringIO(json.dumps(catalog_file)),
+            )
+
+    @classmethod
+    @override
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """`--test`: the same config guards and one-line failures as a sync."""
+        if value == CliTestOptionValue.Disabled.value:
+            return
+        config, parse_env = cli_config(ctx)
+        with one_line_failures(cls.logger):
+            tap = cls(config=config, parse_env_config=parse_env)
+            if value == CliTestOptionValue.Schema.value:
+                tap.write_schemas()
+            else:
+                tap.require_provider()
+                tap.run_connection_test()
+        ctx.exit()
+
+    @classmethod
+    @override
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """`--discover`: an invalid config fails as a sync does (the SDK only warns)."""
+        if not value:
+            return
+        config, parse_env = cli_config(ctx)
+        with one_line_failures(cls.logger):
+            tap = cls(config=config, parse_env_config=parse_env, setup_mapper=False)
+            tap.run_discovery()
+        ctx.exit()
+
+    # Providers ------------------------------------------------------------------------
 
     @property
     def max_concurrency(self) -> int:
@@ -146,15 +245,53 @@ class TapConversations(CompatTap):
             )
         return self._transports[provider]
 
-    @override
-    def before_sync(self) -> None:
+    def require_provider(self) -> None:
+        """A sync or `--test` needs at least one provider configured."""
         if not self.configured_providers:
             names = ", ".join(f"'{p.key}'" for p in PROVIDERS)
             msg = f"No provider configured: add at least one of {names} to the tap config"
             raise ConfigValidationError(msg, errors=[msg])
+
+    # The run ---------------------------------------------------------------------------
+
+    @override
+    def before_sync(self) -> None:
+        self.require_provider()
         for stream in self.streams.values():
             t.cast("ApiStream", stream).reset_for_sync()
         self.progress.start()
+
+    @override
+    def sync_groups(self) -> list[tuple[str, list[Stream]]]:
+        """One group per provider: a provider's failure does not stop the others."""
+        groups: dict[str, list[Stream]] = {}
+        for stream in self.top_level_streams():
+            groups.setdefault(t.cast("ApiStream", stream).provider_label, []).append(stream)
+        return list(groups.items())
+
+    @override
+    def before_group(self, group: str, streams: list[Stream]) -> None:
+        names = [
+            stream.name
+            + "".join(f" + {child.name}" for child in stream.child_streams if child.selected)
+            for stream in streams
+        ]
+        self.logger.info("%s: syncing %s", group, ", ".join(names))
+
+    @override
+    def after_failed_group(self, group: str, streams: list[Stream], error: Exception) -> None:
+        if isinstance(error, ProviderError):
+            self.logger.debug("Traceback of the failure below", exc_info=error)
+            self.logger.error("%s", error)
+        else:  # a bug: keep its traceback
+            self.logger.error("%s stopped on an unexpected error", group, exc_info=error)
+        self.logger.info("%s stopped; the other providers go on", group)
+        # Detail requests prefetched for the failed stream are dropped (new ones start a
+        # new pool), and its streams no longer show as running in progress lines.
+        self.detail_prefetcher.close()
+        for stream in streams:
+            for member in (stream, *stream.child_streams):
+                self.progress.finish(member.name, failed=True)
 
     @override
     def after_failed_sync(self) -> None:
@@ -170,6 +307,21 @@ class TapConversations(CompatTap):
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
+
+    @override
+    def after_groups(self, failures: list[GroupFailure]) -> None:
+        if not failures:
+            return
+        reasons = [
+            (
+                failure.group,
+                str(failure.error)
+                if isinstance(failure.error, ProviderError)
+                else f"unexpected {type(failure.error).__name__}: {failure.error} (a bug)",
+            )
+            for failure in failures
+        ]
+        raise ProvidersFailed(reasons, providers_run=len(self.sync_groups()))
 
 
 if __name__ == "__main__":
