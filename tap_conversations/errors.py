@@ -61,4 +61,7 @@ class ProvidersFailed(ProviderError):
             f"{failed} of {self.providers_run} provider(s) failed; "
             "the others finished and their state is written:"
         )
-        return [head, *(f"  {label} failed: {reason}" for label, reason in self.reasons)]
+        return [
+            head,
+            *(f"  {r if r.startswith(label) else f'{label}: {r}'}" for label, r in self.reasons),
+        ]

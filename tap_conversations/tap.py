@@ -94,7 +94,7 @@ class TapConversations(CompatTap):
             problems = [readable_problem(str(problem)) for problem in error.errors]
         self._redact_secrets_in_logs()
         self._set_metrics_level()
-        problems += config_problems(self.config) + self._unknown_setting_problems()
+        problems = self._with_typo_hints(problems + config_problems(self.config))
         if validate_config and problems:
             msg = f"{len(problems)} problem(s) in the tap config"
             raise ConfigValidationError(msg, errors=problems)
@@ -120,20 +120,23 @@ class TapConversations(CompatTap):
         shown = isinstance(level, int) and self.logger.isEnabledFor(level)
         self.metrics_logger.setLevel(logging.INFO if shown else logging.WARNING)
 
-    def _unknown_setting_problems(self) -> list[str]:
-        """Warn about every key no setting has; a misspelt provider object is a problem.
+    def _with_typo_hints(self, problems: list[str]) -> list[str]:
+        """Warn about every key no setting has, naming the closest setting.
 
-        A provider object under a wrong name would otherwise be skipped without a word.
+        A misspelt provider object is a problem (its provider would silently not run), and a
+        required setting that is missing names the unknown key that is probably it.
         """
         builtin: dict[str, t.Any] = {"properties": {}}
         self.append_builtin_config(builtin)
         provider_keys = {p.key for p in PROVIDERS}
-        problems = []
         for unknown in unknown_settings(
             self.config, type(self).config_jsonschema, builtin["properties"]
         ):
+            missing = f"{unknown.closest}: required, not set"
             if unknown.closest in provider_keys and unknown.closest not in self.config:
                 problems.append(unknown.message().replace(", ignored", ""))
+            elif missing in problems:
+                problems[problems.index(missing)] = f"{missing} ('{unknown.setting}' is set)"
             else:
                 self.logger.warning("%s", unknown.message())
         return problems

@@ -3,6 +3,8 @@
 - `ProviderTransport`: one pooled `requests.Session` (keep-alive connections reused across list
   and detail endpoints and worker threads), one authenticator (a token obtained once serves
   every stream) and one `RequestGate`.
+- `EnvironmentOnceSession`: the proxy and CA-bundle settings of the environment, read once per
+  run and host instead of on every request.
 - `RequestGate`: every request of a provider passes it before it is sent; it holds all of that
   provider's workers while a `Retry-After` pause runs and spaces requests under a rate cap.
 - `retry_after_seconds` reads `Retry-After` (seconds or an HTTP date); `decoded_body` decodes a
@@ -13,14 +15,18 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import os
 import threading
 import time
 import typing as t
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import resolve_proxies
+from typing_extensions import override
 
 
 class Authenticator(t.Protocol):
@@ -56,6 +62,45 @@ class RequestGate:
             time.sleep(ready_at - now)
 
 
+class EnvironmentOnceSession(requests.Session):
+    """A session that reads `HTTP(S)_PROXY`, `ALL_PROXY`, `NO_PROXY` and `REQUESTS_CA_BUNDLE`
+    (or `CURL_CA_BUNDLE`) once, not on every request.
+
+    With `trust_env` on, requests walks the whole process environment several times per
+    request to find proxies (`resolve_proxies` → `getproxies_environment`); under Meltano,
+    which runs the tap with a large environment, that was the largest cost after the socket.
+    Here `trust_env` is off and the same requests functions are called once per scheme and
+    host, so a proxy or bypass set in the environment is honoured as requests would honour
+    it. The CA bundle is applied as `Session.request` applies it (the SDK's `send` does not
+    read it at all otherwise). `~/.netrc`, the other thing `trust_env` reads, is not used:
+    credentials come from the tap config.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        self._proxies_by_origin: dict[tuple[str, str], dict[str, str]] = {}
+
+    def proxies_for(self, request: requests.PreparedRequest) -> dict[str, str]:
+        """The proxies requests would use for this request's scheme and host."""
+        parts = urlsplit(request.url or "")
+        origin = (parts.scheme, parts.netloc.lower())
+        proxies = self._proxies_by_origin.get(origin)
+        if proxies is None:
+            proxies = resolve_proxies(request, dict(self.proxies), trust_env=True)
+            self._proxies_by_origin[origin] = proxies
+        return proxies
+
+    @override
+    def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
+        if "proxies" not in kwargs:
+            kwargs["proxies"] = self.proxies_for(request)
+        return super().send(request, **kwargs)
+
+
 @dataclass
 class ProviderTransport:
     """The session, authenticator and request gate shared by one provider's streams."""
@@ -68,7 +113,7 @@ class ProviderTransport:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        self.session = requests.Session()
+        self.session = EnvironmentOnceSession()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
