@@ -52,16 +52,15 @@ class ProvidersFailed(ProviderError):
     def __init__(self, reasons: t.Sequence[tuple[str, str]], providers_run: int) -> None:
         self.reasons = list(reasons)  # (provider label, one-line reason)
         self.providers_run = providers_run
-        super().__init__(self.lines()[0])
+        super().__init__("; ".join(self.lines()))
 
     def lines(self) -> list[str]:
-        """A headline, then one line per failed provider with its reason."""
-        failed = len(self.reasons)
+        """Each failed provider's one-line reason, after a headline when others ran too."""
+        reasons = [r if r.startswith(label) else f"{label}: {r}" for label, r in self.reasons]
+        if self.providers_run <= 1:
+            return reasons
         head = (
-            f"{failed} of {self.providers_run} provider(s) failed; "
-            "the others finished and their state is written:"
+            f"{len(reasons)} of {self.providers_run} providers failed "
+            "(the others finished and their state is written):"
         )
-        return [
-            head,
-            *(f"  {r if r.startswith(label) else f'{label}: {r}'}" for label, r in self.reasons),
-        ]
+        return [head, *(f"  {reason}" for reason in reasons)]

@@ -283,12 +283,12 @@ class TapConversations(CompatTap):
 
     @override
     def after_failed_group(self, group: str, streams: list[Stream], error: Exception) -> None:
+        # The reason is logged at ERROR once, in the summary at the end of the run.
         if isinstance(error, ProviderError):
             self.logger.debug("Traceback of the failure below", exc_info=error)
-            self.logger.error("%s", error)
+            self.logger.warning("%s stopped (reason at the end); the run goes on", group)
         else:  # a bug: keep its traceback
             self.logger.error("%s stopped on an unexpected error", group, exc_info=error)
-        self.logger.info("%s stopped; the other providers go on", group)
         # Detail requests prefetched for the failed stream are dropped (new ones start a
         # new pool), and its streams no longer show as running in progress lines.
         self.detail_prefetcher.close()

@@ -91,16 +91,17 @@ def test_every_config_mistake_is_reported_at_once(tmp_path: Path) -> None:
         },
     }
     completed = run_cli([], config, tmp_path)
-    assert completed.returncode != 0
+    assert completed.returncode == 1
     for problem in (
-        "'username' is a required property in config['perform_engage']",
-        "'pro.weekly10.net/api/v2' is not an http(s) URL in config['perform_engage']['api_url']",
-        "0 is less than the minimum of 1 in config['perform_engage']['page_size']",
-        "60 is less than the minimum of 600 in config['onq']['token_lifetime_seconds']",
-        "'last tuesday' is not an ISO-8601 date (e.g. 2024-01-31T00:00:00Z) in "
-        "config['start_date']",
+        "perform_engage.username: required, not set",
+        "perform_engage.api_url: 'pro.weekly10.net/api/v2' is not an http(s) URL",
+        "perform_engage.page_size: 0 is less than the minimum of 1",
+        "onq.token_lifetime_seconds: 60 is less than the minimum of 600",
+        "start_date: 'last tuesday' is not an ISO-8601 date (e.g. 2024-01-31T00:00:00Z)",
     ):
-        assert problem in completed.stderr, problem
+        assert sum(problem in line for line in completed.stderr.splitlines()) == 1, problem
+    assert "The tap config has 5 problems" in completed.stderr
+    assert "Config validation failed" not in completed.stderr
     assert completed.stdout == ""
 
 
