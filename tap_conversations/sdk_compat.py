@@ -135,6 +135,24 @@ class CompatStream(RESTStream[t.Any]):
         super()._write_starting_replication_value(context)
 
     @override
+    def _process_record(
+        self,
+        record: dict[str, t.Any],
+        child_context: Context | None = None,
+        partition_context: Context | None = None,
+    ) -> None:
+        # Why: per record, the SDK adds the partition's keys to the record, then builds a
+        # child context (a generator, a copy, a stream-map filter call) even for a stream
+        # without children: 8% of the CPU of a 50,000-record onQ sync under cProfile. A
+        # stream without children only needs the first part. No public hook sits there.
+        if self.child_streams:
+            super()._process_record(record, child_context, partition_context)
+            return
+        for key, value in (partition_context or {}).items():
+            if key not in record:
+                record[key] = value
+
+    @override
     def _generate_record_messages(
         self, record: dict[str, t.Any]
     ) -> t.Generator[RecordMessage, None, None]:

@@ -180,3 +180,14 @@ def test_child_syncs_build_no_log_record_at_info(
     per_child = [name for name in made if name.endswith(("_details", "singer_sdk.metrics"))]
     assert len(per_child) <= 2, per_child  # at most once per child stream and run
     assert sdk_compat.CompatStream.log is not Stream.log
+
+
+def test_process_record_only_adds_partition_keys_and_syncs_children() -> None:
+    # `CompatStream._process_record` keeps only the first step for streams without children.
+    assert calls_in(Stream._process_record) == {
+        "items",
+        "generate_child_contexts",
+        "get_filter_result",
+        "_sync_children",
+        "copy",
+    }
