@@ -191,3 +191,12 @@ def test_process_record_only_adds_partition_keys_and_syncs_children() -> None:
         "_sync_children",
         "copy",
     }
+
+
+@pytest.mark.parametrize("name", ["_write_starting_replication_value", "_process_record"])
+def test_the_private_stream_overrides_keep_the_sdks_signature(name: str) -> None:
+    assert name in vars(sdk_compat.CompatStream), name
+    assert name in vars(Stream), f"the SDK no longer defines Stream.{name}"
+    sdk = inspect.signature(getattr(Stream, name))
+    ours = inspect.signature(getattr(sdk_compat.CompatStream, name))
+    assert list(sdk.parameters) == list(ours.parameters), name
