@@ -345,6 +345,7 @@ class Workload:
     sandbox: dict[str, t.Any]
     bare_module: str
     make_config: t.Callable[[dict[str, t.Any]], dict[str, t.Any]]
+    requests_per_record: bool  # one request per record or so (details), not per page
 
 
 WORKLOADS = (
@@ -353,12 +354,14 @@ WORKLOADS = (
         {"onq_conversations": CPU_CONVERSATIONS},
         "bench.bare_onq",
         lambda cfg: {"onq": {**cfg["onq"], "page_size": CPU_PAGE_SIZE}},
+        requests_per_record=False,
     ),
     Workload(
         f"detail: P&E {DETAIL_CONVERSATIONS:,} conv + details, max_concurrency 1",
         {"pe_conversations": DETAIL_CONVERSATIONS, "pe_plans": 1},
         "bench.bare_pe",
         lambda cfg: {"perform_engage": cfg["perform_engage"], "max_concurrency": 1},
+        requests_per_record=True,
     ),
 )
 
@@ -478,10 +481,12 @@ def scenario_cpu(bench: Bench) -> list[Row]:
                 f"bare {measure.bare_per_record * 1e6:.0f} µs = {measure.ratio:.2f}x; "
                 f"start-up: tap {measure.tap_empty.cpu:.2f} s, bare {measure.bare_empty.cpu:.2f} s"
             )
+            goal = status = ""
             if env_name == "bare env":
                 goal = f"<= {GOAL_CPU_RATIO:g}x bare per record"
                 status = verdict(measure.ratio <= GOAL_CPU_RATIO)
-            else:
+            elif workload.requests_per_record:
+                # Where requests are most of the work, the environment's weight shows.
                 goal = "tap < bare per record"
                 status = verdict(measure.ratio < 1)
             rows.append(

@@ -10,7 +10,6 @@ from pathlib import PurePath
 
 import click
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import StateMessage
 from singer_sdk.tap_base import CliTestOptionValue
@@ -19,6 +18,7 @@ from typing_extensions import override
 from tap_conversations import onq, perform_engage, respondent
 from tap_conversations.cli import one_line_failures, read_json_file
 from tap_conversations.errors import ProviderError, ProvidersFailed
+from tap_conversations.output import StateFlushingWriter
 from tap_conversations.prefetch import DetailPrefetcher
 from tap_conversations.progress import Progress
 from tap_conversations.sdk_compat import (
@@ -57,8 +57,9 @@ class TapConversations(CompatTap):
     state_source: t.ClassVar[str] = state_source(None)
 
     name = "tap-conversations"
-    # msgspec encodes RECORD messages several times faster than the default simplejson writer.
-    message_writer_class = MsgSpecWriter
+    # msgspec encodes RECORD messages several times faster than the default simplejson writer;
+    # stdout is flushed at each SCHEMA or STATE, not after every RECORD (see `output`).
+    message_writer_class = StateFlushingWriter
 
     config_jsonschema = th.PropertiesList(
         *TOP_LEVEL_SETTINGS,
