@@ -205,10 +205,22 @@ class Bench:
         path.write_text(json.dumps(config))
         return path
 
-    def run_tap(self, config: dict[str, t.Any]) -> ChildRun:
-        """`tap-conversations --config config.json > /dev/null`."""
+    def run_tap(self, config: dict[str, t.Any], catalog: Path | None = None) -> ChildRun:
+        """`tap-conversations --config config.json [--catalog catalog.json] > /dev/null`."""
         path = self.write_config(config)
-        return self.run([str(bin_dir() / "tap-conversations"), "--config", str(path)])
+        argv = [str(bin_dir() / "tap-conversations"), "--config", str(path)]
+        return self.run(argv + (["--catalog", str(catalog)] if catalog else []))
+
+    def selecting(self, config: dict[str, t.Any], streams: t.Collection[str]) -> Path:
+        """A catalog (from `--discover`) that selects only `streams`."""
+        path = self.write_config(config, "discover.json")
+        argv = [str(bin_dir() / "tap-conversations"), "--config", str(path), "--discover"]
+        catalog = json.loads(self.run(argv, stdout_to_null=False).stdout)
+        for entry in catalog["streams"]:
+            for item in entry["metadata"]:
+                if item["breadcrumb"] == []:
+                    item["metadata"]["selected"] = entry["tap_stream_id"] in streams
+        return self.write_config(catalog, "catalog.json")
 
     def run_bare(self, config_path: Path, module: str = "bench.bare_onq") -> tuple[ChildRun, int]:
         """A bare loop (`bench.bare_onq`, `bench.bare_pe`); its run and the records it wrote."""
@@ -346,6 +358,7 @@ class Workload:
     bare_module: str
     make_config: t.Callable[[dict[str, t.Any]], dict[str, t.Any]]
     requests_per_record: bool  # one request per record or so (details), not per page
+    streams: tuple[str, ...] = ()  # the tap syncs only these (what the bare loop does), if set
 
 
 WORKLOADS = (
@@ -362,6 +375,7 @@ WORKLOADS = (
         "bench.bare_pe",
         lambda cfg: {"perform_engage": cfg["perform_engage"], "max_concurrency": 1},
         requests_per_record=True,
+        streams=("perform_engage_conversations", "perform_engage_conversation_details"),
     ),
 )
 
@@ -444,16 +458,18 @@ def measure_cpu(bench: Bench, workload: Workload, env: dict[str, str]) -> CpuMea
     bares: list[tuple[ChildRun, int]] = []
     with bench.environment(env), SandboxProcess(**{**NO_PROVIDERS, **workload.sandbox}) as box:
         config = {**workload.make_config(box.tap_config), "progress_interval_seconds": 0}
+        catalog = bench.selecting(config, workload.streams) if workload.streams else None
         path = bench.write_config(config, "cpu.json")
         box.tally()
         for _ in range(CPU_REPEATS):
-            taps.append((bench.run_tap(config), box.tally().total))
+            taps.append((bench.run_tap(config, catalog), box.tally().total))
             bares.append(bench.run_bare(path, workload.bare_module))
             box.tally()
     with bench.environment(env), SandboxProcess(**NO_PROVIDERS) as box:
         config = {**workload.make_config(box.tap_config), "progress_interval_seconds": 0}
+        catalog = bench.selecting(config, workload.streams) if workload.streams else None
         path = bench.write_config(config, "empty.json")
-        tap_empty = min((bench.run_tap(config) for _ in range(2)), key=lambda run: run.cpu)
+        tap_empty = min((bench.run_tap(config, catalog) for _ in range(2)), key=lambda run: run.cpu)
         bare_empty = min(
             (bench.run_bare(path, workload.bare_module)[0] for _ in range(2)),
             key=lambda run: run.cpu,
