@@ -1,0 +1,107 @@
+"""Dagster code location: one partition of the `conversations` asset per vendor account.
+
+    dagster asset materialize -m orchestration.definitions --select '*' --partition <name>
+    dagster dev -m orchestration.definitions
+
+Partitions come from the file named by `CONVERSATIONS_PARTITIONS` (default
+`orchestration/partitions.yml`). Materializing a partition runs
+`meltano run --state-id-suffix=<name> tap-conversations <target>` in the Meltano project
+(`MELTANO_PROJECT_ROOT`, default this repository) with that partition's settings only, so each
+partition has its own state and its own warehouse schema.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the `context` annotation at runtime.
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.meltano_job import LogLine, MeltanoProject
+from orchestration.partitions import load_partitions
+
+PROJECT_ROOT = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).resolve().parents[1])
+PARTITIONS_PATH = Path(
+    os.environ.get("CONVERSATIONS_PARTITIONS") or PROJECT_ROOT / "orchestration" / "partitions.yml"
+)
+#: Every Meltano run takes one slot of this pool: `dagster instance concurrency set` caps them.
+POOL = "tap_conversations"
+
+PROJECT = MeltanoProject(PROJECT_ROOT)
+PARTITIONS_FILE = load_partitions(PARTITIONS_PATH, PROJECT.declared_settings())
+PARTITIONS = dg.StaticPartitionsDefinition(PARTITIONS_FILE.names)
+
+
+class LogForwarder:
+    """Every Meltano line to stderr (Dagster's raw compute log); each distinct line, METRIC
+    lines excepted, once to Dagster's event log (child streams repeat the same line per parent)."""
+
+    def __init__(self, log: dg.DagsterLogManager) -> None:
+        self._log = log
+        self._seen: set[tuple[str, str]] = set()
+
+    def __call__(self, line: LogLine) -> None:
+        print(f"[{line.source}] {line.text}", file=sys.stderr, flush=True)
+        if line.metric() is not None or (line.source, line.text) in self._seen:
+            return
+        self._seen.add((line.source, line.text))
+        message = f"[{line.source}] {line.text}"
+        if line.level in {"error", "critical"}:
+            self._log.error(message)
+        elif line.level == "warning":
+            self._log.warning(message)
+        else:
+            self._log.info(message)
+
+
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name="tap_conversations",
+    kinds={"meltano", "postgres"},
+    pool=POOL,
+    description="Conversation data of one vendor account (partition), loaded by Meltano.",
+)
+def conversations(context: dg.AssetExecutionContext) -> dg.MaterializeResult[None]:
+    partition = PARTITIONS_FILE.get(context.partition_key)
+    target = PARTITIONS_FILE.target
+    outcome = PROJECT.run(partition, target, LogForwarder(context.log))
+    about = {
+        "provider": partition.provider,
+        "schema": partition.schema,
+        "state_id": outcome.state_id or "",
+    }
+    if not outcome.succeeded:
+        reason = outcome.failure_reason(target)
+        context.log.error(reason)
+        raise dg.Failure(description=reason, metadata=about, allow_retries=False)
+    records: dict[str, int] = dict(sorted(outcome.records.items()))
+    return dg.MaterializeResult(
+        metadata={
+            **about,
+            "records": dg.MetadataValue.json(records),
+            "records_total": sum(records.values()),
+            **{f"records/{stream}": count for stream, count in records.items()},
+        }
+    )
+
+
+tap_conversations_job = dg.define_asset_job(
+    "tap_conversations", selection=[conversations], partitions_def=PARTITIONS
+)
+
+
+@dg.schedule(
+    job=tap_conversations_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    name="tap_conversations_daily",
+)
+def daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    """Every partition once a day at 03:00 UTC, each its own run."""
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [
+        dg.RunRequest(run_key=f"{name}:{day}", partition_key=name) for name in PARTITIONS_FILE.names
+    ]
+
+
+defs = dg.Definitions(assets=[conversations], jobs=[tap_conversations_job], schedules=[daily])
