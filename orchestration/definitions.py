@@ -33,19 +33,20 @@ PARTITIONS = dg.StaticPartitionsDefinition(PARTITIONS_FILE.names)
 
 
 class LogForwarder:
-    """Every Meltano line to stderr (Dagster's raw compute log); each distinct line, METRIC
-    lines excepted, once to Dagster's event log (child streams repeat the same line per parent)."""
+    """Meltano's log lines into Dagster's: each distinct line once into the event log; METRIC
+    lines and repeats (child streams log the same lines for every parent record) only to stderr,
+    which Dagster keeps as the step's raw compute log, so the event log stays small."""
 
     def __init__(self, log: dg.DagsterLogManager) -> None:
         self._log = log
         self._seen: set[tuple[str, str]] = set()
 
     def __call__(self, line: LogLine) -> None:
-        print(f"[{line.source}] {line.text}", file=sys.stderr, flush=True)
-        if line.metric() is not None or (line.source, line.text) in self._seen:
+        message = f"[{line.source}] {line.text}"
+        if line.is_metric or (line.source, line.text) in self._seen:
+            print(message, file=sys.stderr, flush=True)
             return
         self._seen.add((line.source, line.text))
-        message = f"[{line.source}] {line.text}"
         if line.level in {"error", "critical"}:
             self._log.error(message)
         elif line.level == "warning":

@@ -25,6 +25,8 @@ import yaml
 from orchestration.partitions import EXTRACTOR, Partition, PartitionsError, meltano_env
 
 STOP_GRACE_SECONDS = 30
+#: Installed plugins, shared by every partition's own Meltano system directory.
+PLUGIN_DIRS = ("extractors", "loaders", "mappers", "utilities")
 #: Meltano announces the job, whose name is the state id: `Running job with name 'dev:...'`.
 _JOB_NAME = re.compile(r"^Running job with name '([^']+)'")
 
@@ -52,9 +54,14 @@ class LogLine:
             text = f"{text}: {error}"
         return cls(source=str(source), level=str(event.get("level", "info")), text=text)
 
+    @property
+    def is_metric(self) -> bool:
+        """An SDK `METRIC: {...}` line (the tap's and the target's): counted, not read."""
+        return self.text.startswith("METRIC: ")
+
     def metric(self) -> dict[str, t.Any] | None:
-        """The SDK's `METRIC: {...}` payload, if this line is one."""
-        if self.source != EXTRACTOR or not self.text.startswith("METRIC: "):
+        """The tap's `METRIC: {...}` payload, if this line is one."""
+        if self.source != EXTRACTOR or not self.is_metric:
             return None
         try:
             payload = json.loads(self.text.removeprefix("METRIC: "))
@@ -79,9 +86,9 @@ class RunOutcome:
         return self.returncode == 0
 
     def observe(self, line: LogLine) -> None:
-        metric = line.metric()
-        if metric is not None:
-            if metric.get("metric") == "record_count":
+        if line.is_metric:
+            metric = line.metric()
+            if metric is not None and metric.get("metric") == "record_count":
                 stream = str(metric.get("tags", {}).get("stream", "?"))
                 self.records[stream] += int(metric.get("value", 0))
             return
@@ -112,14 +119,20 @@ class MeltanoProject:
         self.root = root
         self.executable = executable or _find_meltano()
 
-    def declared_settings(self) -> frozenset[str]:
-        """The names of the tap settings `meltano.yml` declares (Meltano ignores the rest)."""
+    def _meltano_yml(self) -> dict[str, t.Any]:
         path = self.root / "meltano.yml"
         try:
             project = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as error:
             raise PartitionsError(f"cannot read the Meltano project {path}: {error}") from None
-        extractors = (project.get("plugins") or {}).get("extractors") or []
+        if not isinstance(project, dict):
+            raise PartitionsError(f"{path} is not a Meltano project file")
+        return project
+
+    def declared_settings(self) -> frozenset[str]:
+        """The names of the tap settings `meltano.yml` declares (Meltano ignores the rest)."""
+        path = self.root / "meltano.yml"
+        extractors = (self._meltano_yml().get("plugins") or {}).get("extractors") or []
         for plugin in extractors:
             if plugin.get("name") == EXTRACTOR:
                 return frozenset(setting["name"] for setting in plugin.get("settings") or [])
@@ -144,8 +157,10 @@ class MeltanoProject:
     ) -> RunOutcome:
         """Run the partition's pipeline to its end, handing each log line to `on_line`."""
         providers = {name.split(".", 1)[0] for name in self.declared_settings() if "." in name}
-        env = meltano_env(partition, target, providers, os.environ if base_env is None else base_env)
+        base = os.environ if base_env is None else base_env
+        env = meltano_env(partition, target, providers, base)
         env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+        env.update(self._system_dir_env(partition, env))
         outcome = RunOutcome(command=self.command(partition, target))
         process = subprocess.Popen(  # noqa: S603 - a fixed command, no shell
             outcome.command,
@@ -159,7 +174,7 @@ class MeltanoProject:
             start_new_session=True,
         )
         try:
-            assert process.stdout is not None  # noqa: S101 - guaranteed by stdout=PIPE
+            assert process.stdout is not None
             for raw in process.stdout:
                 line = LogLine.parse(raw.rstrip("\n"))
                 outcome.observe(line)
@@ -169,6 +184,30 @@ class MeltanoProject:
             if process.poll() is None:  # interrupted (run cancelled): stop Meltano and plugins
                 _stop(process)
         return outcome
+
+
+    def _system_dir_env(self, partition: Partition, env: t.Mapping[str, str]) -> dict[str, str]:
+        """Give the run a Meltano system directory of its own.
+
+        `meltano run` keeps a plugin's config, catalog and `state.json` in
+        `.meltano/run/<plugin>/`, one directory per plugin, not per run: two partitions running at
+        once would read each other's catalog and state. Each partition gets
+        `.meltano/partitions/<name>/` with the installed plugins linked in. The system database
+        stays the project's own (SQLite in `.meltano/meltano.db` unless `MELTANO_DATABASE_URI`
+        says otherwise).
+        """
+        shared = Path(env.get("MELTANO_SYS_DIR_ROOT") or self.root / ".meltano").resolve()
+        own = shared / "partitions" / partition.name
+        own.mkdir(parents=True, exist_ok=True)
+        for kind in PLUGIN_DIRS:
+            (shared / kind).mkdir(exist_ok=True)
+            link = own / kind
+            if not link.is_symlink():
+                link.symlink_to(shared / kind, target_is_directory=True)
+        extra = {"MELTANO_SYS_DIR_ROOT": str(own)}
+        if "MELTANO_DATABASE_URI" not in env and "database_uri" not in self._meltano_yml():
+            extra["MELTANO_DATABASE_URI"] = f"sqlite:///{shared / 'meltano.db'}"
+        return extra
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -28,7 +28,7 @@ class PartitionsError(ValueError):
 
 
 def env_prefix(plugin: str) -> str:
-    """Meltano's environment variable prefix of a plugin: `tap-conversations` -> `TAP_CONVERSATIONS_`."""
+    """Meltano's variable prefix of a plugin: `tap-conversations` -> `TAP_CONVERSATIONS_`."""
     return re.sub(r"[^A-Za-z0-9]", "_", plugin).upper() + "_"
 
 
