@@ -185,7 +185,6 @@ class MeltanoProject:
                 _stop(process)
         return outcome
 
-
     def _system_dir_env(self, partition: Partition, env: t.Mapping[str, str]) -> dict[str, str]:
         """Give the run a Meltano system directory of its own.
 
