@@ -11,24 +11,13 @@ partition has its own state and its own warehouse schema.
 """
 
 # No `from __future__ import annotations`: Dagster reads the `context` annotation at runtime.
-import os
 import sys
-from pathlib import Path
 
 import dagster as dg
 
-from orchestration.meltano_job import LogLine, MeltanoProject
-from orchestration.partitions import load_partitions
+from orchestration.meltano_job import LogLine, from_environment
 
-PROJECT_ROOT = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).resolve().parents[1])
-PARTITIONS_PATH = Path(
-    os.environ.get("CONVERSATIONS_PARTITIONS") or PROJECT_ROOT / "orchestration" / "partitions.yml"
-)
-#: Every Meltano run takes one slot of this pool: `dagster instance concurrency set` caps them.
-POOL = "tap_conversations"
-
-PROJECT = MeltanoProject(PROJECT_ROOT)
-PARTITIONS_FILE = load_partitions(PARTITIONS_PATH, PROJECT.declared_settings())
+PROJECT, PARTITIONS_FILE = from_environment()
 PARTITIONS = dg.StaticPartitionsDefinition(PARTITIONS_FILE.names)
 
 
@@ -59,7 +48,6 @@ class LogForwarder:
     partitions_def=PARTITIONS,
     group_name="tap_conversations",
     kinds={"meltano", "postgres"},
-    pool=POOL,
     description="Conversation data of one vendor account (partition), loaded by Meltano.",
 )
 def conversations(context: dg.AssetExecutionContext) -> dg.MaterializeResult[None]:

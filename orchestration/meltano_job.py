@@ -22,7 +22,14 @@ from pathlib import Path
 
 import yaml
 
-from orchestration.partitions import EXTRACTOR, Partition, PartitionsError, meltano_env
+from orchestration.partitions import (
+    EXTRACTOR,
+    Partition,
+    PartitionsError,
+    PartitionsFile,
+    load_partitions,
+    meltano_env,
+)
 
 STOP_GRACE_SECONDS = 30
 #: Installed plugins, shared by every partition's own Meltano system directory.
@@ -224,3 +231,14 @@ def _find_meltano() -> str:
     if not found:
         raise PartitionsError("meltano not found: install the project with `uv sync`")
     return found
+
+
+def from_environment() -> tuple[MeltanoProject, PartitionsFile]:
+    """The Meltano project (`MELTANO_PROJECT_ROOT`, default this repository) and the partitions
+    file (`CONVERSATIONS_PARTITIONS`, default `orchestration/partitions.yml` in the project)."""
+    root = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).resolve().parents[1])
+    path = Path(
+        os.environ.get("CONVERSATIONS_PARTITIONS") or root / "orchestration" / "partitions.yml"
+    )
+    project = MeltanoProject(root)
+    return project, load_partitions(path, project.declared_settings())
