@@ -27,6 +27,7 @@ from tests.test_pipelines import expected_tables
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not pg_cluster.available(), reason="PostgreSQL 15 binaries not found"),
+    pytest.mark.timeout(900),  # Meltano, Dagster and PostgreSQL processes on a shared machine
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

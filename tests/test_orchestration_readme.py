@@ -36,6 +36,7 @@ from tests.test_orchestration import Warehouse
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not pg_cluster.available(), reason="PostgreSQL 15 binaries not found"),
+    pytest.mark.timeout(1200),  # installs the plugins, starts `dagster dev`, runs a backfill
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
