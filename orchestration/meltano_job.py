@@ -169,7 +169,7 @@ class MeltanoProject:
         env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
         env.update(self._system_dir_env(partition, env))
         outcome = RunOutcome(command=self.command(partition, target))
-        process = subprocess.Popen(  # noqa: S603 - a fixed command, no shell
+        with subprocess.Popen(  # noqa: S603 - a fixed command, no shell
             outcome.command,
             cwd=self.root,
             env=env,
@@ -179,17 +179,17 @@ class MeltanoProject:
             text=True,
             bufsize=1,
             start_new_session=True,
-        )
-        try:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                line = LogLine.parse(raw.rstrip("\n"))
-                outcome.observe(line)
-                on_line(line)
-            outcome.returncode = process.wait()
-        finally:
-            if process.poll() is None:  # interrupted (run cancelled): stop Meltano and plugins
-                _stop(process)
+        ) as process:
+            try:
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    line = LogLine.parse(raw.rstrip("\n"))
+                    outcome.observe(line)
+                    on_line(line)
+                outcome.returncode = process.wait()
+            finally:
+                if process.poll() is None:  # interrupted (run cancelled): stop Meltano, plugins
+                    _stop(process)
         return outcome
 
     def _system_dir_env(self, partition: Partition, env: t.Mapping[str, str]) -> dict[str, str]:
