@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         if not line.is_metric:
             print(f"[{line.source}] {line.text}", file=sys.stderr, flush=True)
 
-    outcome = project.run(partition, partitions.target, show)
+    try:
+        outcome = project.run(partition, partitions.target, show)
+    except PartitionsError as problem:
+        print(problem, file=sys.stderr)
+        return 2
     if not outcome.succeeded:
         print(outcome.failure_reason(partitions.target), file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ import sys
 import dagster as dg
 
 from orchestration.meltano_job import LogLine, from_environment
+from orchestration.partitions import PartitionsError
 
 PROJECT, PARTITIONS_FILE = from_environment()
 PARTITIONS = dg.StaticPartitionsDefinition(PARTITIONS_FILE.names)
@@ -53,7 +54,11 @@ class LogForwarder:
 def conversations(context: dg.AssetExecutionContext) -> dg.MaterializeResult[None]:
     partition = PARTITIONS_FILE.get(context.partition_key)
     target = PARTITIONS_FILE.target
-    outcome = PROJECT.run(partition, target, LogForwarder(context.log))
+    try:
+        outcome = PROJECT.run(partition, target, LogForwarder(context.log))
+    except PartitionsError as problem:  # e.g. a `${VAR}` this run's environment lacks
+        context.log.error(str(problem))
+        raise dg.Failure(description=str(problem), allow_retries=False) from None
     about = {
         "provider": partition.provider,
         "schema": partition.schema,

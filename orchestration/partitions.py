@@ -3,8 +3,8 @@
 A partition is one vendor account: a name (also its state id suffix and, by default, its
 warehouse schema) and a tap config fragment holding exactly one provider's object, plus any
 top-level tap settings. Values may use `${VAR}` or `${VAR:-default}` so that secrets stay in the
-environment, not in the file. Everything is checked when the file is loaded, and every problem
-is one line naming the partition and the key.
+environment, not in the file. The file's shape and setting names are checked when it is loaded,
+`${VAR}` is resolved when a run starts; every problem is one line naming the partition.
 """
 
 from __future__ import annotations
