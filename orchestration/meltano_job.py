@@ -27,6 +27,7 @@ from orchestration.partitions import (
     Partition,
     PartitionsError,
     PartitionsFile,
+    env_prefix,
     load_partitions,
     meltano_env,
 )
@@ -164,6 +165,7 @@ class MeltanoProject:
     ) -> RunOutcome:
         """Run the partition's pipeline to its end, handing each log line to `on_line`."""
         providers = {name.split(".", 1)[0] for name in self.declared_settings() if "." in name}
+        self.refuse_shared_provider_settings(providers)
         base = os.environ if base_env is None else base_env
         env = meltano_env(partition, target, providers, base)
         env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -191,6 +193,35 @@ class MeltanoProject:
                 if process.poll() is None:  # interrupted (run cancelled): stop Meltano, plugins
                     _stop(process)
         return outcome
+
+    def refuse_shared_provider_settings(self, providers: t.Iterable[str]) -> None:
+        """Provider settings in `meltano.yml` or `.env` would reach every partition: refuse them.
+
+        (Inherited environment variables are dropped per run instead; a file cannot be.)
+        """
+        prefixes = tuple(providers)
+        found: list[str] = []
+        project = self._meltano_yml()
+        sections = [(project.get("plugins") or {}, "meltano.yml")]
+        for environment in project.get("environments") or []:
+            name = f"meltano.yml environment {environment.get('name')}"
+            sections.append((((environment.get("config") or {}).get("plugins")) or {}, name))
+        for plugins, where in sections:
+            for plugin in plugins.get("extractors") or []:
+                config = (plugin.get("config") or {}) if plugin.get("name") == EXTRACTOR else {}
+                found += [f"{where}: {key}" for key in config if key.split(".")[0] in prefixes]
+        dotenv = self.root / ".env"
+        env_prefixes = tuple(f"{env_prefix(EXTRACTOR)}{p.upper()}_" for p in prefixes)
+        if dotenv.exists():
+            for line in dotenv.read_text().splitlines():
+                variable = line.removeprefix("export ").split("=", 1)[0].strip()
+                if variable.startswith(env_prefixes):
+                    found.append(f".env: {variable}")
+        if found:
+            raise PartitionsError(
+                "provider settings outside the partitions file would reach every partition; "
+                f"move them into the partitions file: {', '.join(found)}"
+            )
 
     def _system_dir_env(self, partition: Partition, env: t.Mapping[str, str]) -> dict[str, str]:
         """Give the run a Meltano system directory of its own.

@@ -9,6 +9,7 @@ import typing as t
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestration.meltano_job import LogLine, MeltanoProject, RunOutcome
 from orchestration.partitions import Partition, PartitionsError, load_partitions, meltano_env
@@ -238,3 +239,22 @@ def test_a_run_gets_its_own_system_directory_and_streams_every_line(tmp_path: Pa
     assert outcome.failure_reason("target-postgres") == "meltano exited with code 3"
     for kind in ("extractors", "loaders"):
         assert (own / kind).resolve() == shared / kind
+
+
+def test_provider_settings_in_meltano_yml_or_dotenv_are_refused(tmp_path: Path) -> None:
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    (tap,) = (p for p in project["plugins"]["extractors"] if p["name"] == "tap-conversations")
+    tap["config"] = {"start_date": "2024-01-01", "onq": {"api_key": "shared"}}
+    (tmp_path / "meltano.yml").write_text(yaml.safe_dump(project))
+    (tmp_path / ".env").write_text(
+        "TAP_CONVERSATIONS_PROGRESS_INTERVAL_SECONDS=0\nTAP_CONVERSATIONS_RESPONDENT_API_KEY='x'\n"
+    )
+    (partition,) = load(tmp_path, {"name": "a", "config": {"onq": {"api_key": "k"}}})
+
+    with pytest.raises(PartitionsError) as raised:
+        MeltanoProject(tmp_path, executable="unused").run(partition, "target-postgres", print)
+
+    assert str(raised.value) == (
+        "provider settings outside the partitions file would reach every partition; move them "
+        "into the partitions file: meltano.yml: onq, .env: TAP_CONVERSATIONS_RESPONDENT_API_KEY"
+    )
