@@ -20,6 +20,7 @@ import pytest
 
 from sandbox import Sandbox, SandboxSettings
 from tests import pg_cluster
+from tests.children import DERIVED
 from tests.helpers import assert_same_records
 from tests.test_incremental import keys_at
 from tests.test_pipelines import expected_tables
@@ -210,6 +211,10 @@ def without_sdc(rows: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
     return [{k: v for k, v in row.items() if not k.startswith(SDC)} for row in rows]
 
 
+def canonical(row: dict[str, t.Any]) -> str:
+    return json.dumps(row, sort_keys=True)
+
+
 def provider_of(stream: str) -> str:
     return next(provider for provider in PARTITION_OF if stream.startswith(provider))
 
@@ -222,25 +227,30 @@ def test_three_partitions_at_once_equal_one_run_of_everything(
         out, _ = process.communicate(timeout=600)
         assert process.returncode == 0, out[-4000:]
 
+    reference = sorted(warehouse.tables(REFERENCE))
+    partitioned = {schema: warehouse.tables(schema) for schema in PARTITION_OF.values()}
+    assert sorted(table for tables in partitioned.values() for table in tables) == reference
+    for provider, schema in PARTITION_OF.items():  # a partition's schema holds its provider only
+        assert {provider_of(table) for table in partitioned[schema]} == {provider}
+    for table in reference:  # every table equal to the single run's, row for row
+        rows = without_sdc(
+            warehouse.rows(f"select * from {PARTITION_OF[provider_of(table)]}.{table}")
+        )
+        single = without_sdc(warehouse.rows(f"select * from {REFERENCE}.{table}"))
+        assert len(rows) > 0, table
+        assert sorted(rows, key=canonical) == sorted(single, key=canonical), table
     for stream, (key, expected) in expected_tables(sandbox).items():
         schema = PARTITION_OF[provider_of(stream)]
-        partitioned = without_sdc(warehouse.rows(f"select * from {schema}.{stream}"))
-        reference = without_sdc(warehouse.rows(f"select * from {REFERENCE}.{stream}"))
-        assert len(partitioned) == len(expected) > 0, stream
-        assert {r[key]: r for r in partitioned} == {r[key]: r for r in reference}, stream
-        assert_same_records(partitioned, expected, key)
-    for provider, schema in PARTITION_OF.items():  # a partition's schema holds its provider only
-        assert {provider_of(table) for table in warehouse.tables(schema)} == {provider}
+        assert_same_records(warehouse.rows(f"select * from {schema}.{stream}"), expected, key)
 
     assert sorted(warehouse.states()) == sorted(STATE_ID.format(n) for n in PARTITION_OF.values())
 
     for provider, name in PARTITION_OF.items():
         (latest, *_) = orchestrator.materializations(name)
-        records = latest.metadata["records"].value
-        assert records == {
-            stream: len(rows)
-            for stream, (_, rows) in expected_tables(sandbox).items()
-            if provider_of(stream) == provider
+        expected_counts = {s: len(rows) for s, (_, rows) in expected_tables(sandbox).items()}
+        expected_counts |= {d.stream: len(d.expected(sandbox)) for d in DERIVED}
+        assert latest.metadata["records"].value == {
+            s: n for s, n in expected_counts.items() if provider_of(s) == provider
         }
         assert latest.metadata["state_id"].value == STATE_ID.format(name)
         assert latest.metadata["schema"].value == name
