@@ -78,7 +78,7 @@ class TapConversations(CompatTap):
         except ConfigValidationError as error:
             problems = list(error.errors)
         self._redact_secrets_in_logs()
-        problems += config_problems(self.config)
+        problems += config_problems(self.config, self.config_jsonschema)
         if validate_config and problems:
             msg = f"{len(problems)} problem(s) in the tap config"
             raise ConfigValidationError(msg, errors=problems)
@@ -141,8 +141,11 @@ class TapConversations(CompatTap):
         if provider not in self._transports:
             provider_config = self.config.get(provider) or {}
             self._transports[provider] = ProviderTransport(
+                label=next(p.label for p in PROVIDERS if p.key == provider),
+                url_setting=f"{provider}.api_url",
                 pool_size=self.max_concurrency + 2,
                 max_requests_per_second=provider_config.get("max_requests_per_second"),
+                stopping=self.stopping,
             )
         return self._transports[provider]
 
@@ -166,7 +169,8 @@ class TapConversations(CompatTap):
     def after_sync(self) -> None:
         self.progress.stop()
         self.logger.info("Sync summary:\n%s", self.progress.summary())
-        self.detail_prefetcher.close()
+        # After SIGTERM/SIGINT, workers still inside a request are not waited for.
+        self.detail_prefetcher.close(wait=not self.stopping.is_set())
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()

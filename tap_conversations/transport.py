@@ -1,26 +1,37 @@
 """HTTP plumbing one provider's streams share during a run.
 
-- `ProviderTransport`: one pooled `requests.Session` (keep-alive connections reused across list
+- `ProviderTransport`: one pooled `GuardedSession` (keep-alive connections reused across list
   and detail endpoints and worker threads), one authenticator (a token obtained once serves
   every stream) and one `RequestGate`.
+- `GuardedSession`: a `requests.Session` whose timeout is a deadline for the whole answer (not
+  for each read of the socket) and which never follows a redirect to another origin, so
+  credentials stay with the configured server.
 - `RequestGate`: every request of a provider passes it before it is sent; it holds all of that
-  provider's workers while a `Retry-After` pause runs and spaces requests under a rate cap.
+  provider's workers while a `Retry-After` pause runs, spaces requests under a rate cap, and
+  lets a termination signal end every wait at once.
 - `retry_after_seconds` reads `Retry-After` (seconds or an HTTP date); `decoded_body` decodes a
   JSON body once and caches it on the response.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
+import math
+import socket
 import threading
 import time
 import typing as t
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
+from typing_extensions import override
+
+from tap_conversations.errors import Interrupted, ProviderError
 
 
 class Authenticator(t.Protocol):
@@ -31,13 +42,22 @@ class Authenticator(t.Protocol):
 
 
 class RequestGate:
-    """Holds one provider's requests during a Retry-After pause and under a rate cap."""
+    """Holds one provider's requests during a Retry-After pause and under a rate cap.
 
-    def __init__(self, max_requests_per_second: float | None = None) -> None:
+    Every wait here (and every backoff sleep, through `sleep`) ends as soon as `stopping` is
+    set, with `Interrupted`: a termination signal must not wait out an hour-long Retry-After.
+    """
+
+    def __init__(
+        self,
+        max_requests_per_second: float | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self._interval = 1 / max_requests_per_second if max_requests_per_second else 0.0
         self._paused_until = 0.0
         self._next_slot = 0.0
         self._lock = threading.Lock()
+        self.stopping = stopping or threading.Event()
 
     def pause(self, seconds: float) -> None:
         """Hold every request of this provider for `seconds` from now."""
@@ -52,27 +72,120 @@ class RequestGate:
                 ready_at = max(self._paused_until, self._next_slot)
                 if now >= ready_at:
                     self._next_slot = max(self._next_slot, now) + self._interval
-                    return
-            time.sleep(ready_at - now)
+                    break
+            self.sleep(ready_at - now)
+        if self.stopping.is_set():
+            raise Interrupted
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, unless the run is stopping (then raise `Interrupted` at once)."""
+        if self.stopping.wait(max(seconds, 0.0)):
+            raise Interrupted
+
+
+def origin(url: str) -> str:
+    """`scheme://host:port` of a URL, with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        port = None
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+class GuardedSession(requests.Session):
+    """A session with a whole-answer deadline that keeps credentials on their origin.
+
+    `timeout` given as one number bounds the whole exchange once the answer's headers are in:
+    a server trickling its body a byte at a time is cut off when the deadline passes (requests
+    alone would wait `timeout` for each byte). Redirects are followed only within the origin
+    of the request that was sent; a redirect elsewhere ends the request with one line, since
+    requests would carry `x-api-key`-style headers along to the other server.
+    """
+
+    def __init__(self, label: str, url_setting: str) -> None:
+        super().__init__()
+        self.label = label
+        self.url_setting = url_setting
+
+    @override
+    def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
+        timeout = kwargs.get("timeout")
+        if kwargs.get("stream") or not isinstance(timeout, int | float):
+            return super().send(request, **kwargs)
+        deadline = time.monotonic() + timeout
+        response = super().send(request, **{**kwargs, "stream": True})
+        _read_body_by(response, deadline, timeout)
+        return response
+
+    @override
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        came_from = origin(response.request.url or "")
+        going_to = origin(prepared_request.url or "")
+        if came_from != going_to:
+            response.close()
+            method = response.request.method
+            msg = (
+                f"{self.label}: {method} {urlsplit(response.request.url or '').path} was "
+                f"redirected (HTTP {response.status_code}) to another origin, {going_to}; "
+                f"credentials are only sent to {came_from} ({self.url_setting}), so the "
+                f"redirect was not followed. If the API moved, set {self.url_setting} to "
+                "its new address"
+            )
+            raise ProviderError(msg)
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+
+
+def _read_body_by(response: requests.Response, deadline: float, timeout: float) -> None:
+    """Read the body of a streamed response, cutting the connection at `deadline`."""
+    connection = getattr(response.raw, "connection", None)
+    sock: socket.socket | None = getattr(connection, "sock", None)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        _ = response.content
+    except (requests.RequestException, OSError) as error:
+        if not expired.is_set():
+            raise
+        response.close()
+        msg = f"no complete answer within {timeout:g} s"
+        raise requests.exceptions.ReadTimeout(msg, request=response.request) from error
+    finally:
+        timer.cancel()
 
 
 @dataclass
 class ProviderTransport:
     """The session, authenticator and request gate shared by one provider's streams."""
 
+    label: str = "API"
+    url_setting: str = "api_url"
     pool_size: int = 10
     max_requests_per_second: float | None = None
-    session: requests.Session = field(init=False)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    session: GuardedSession = field(init=False)
     gate: RequestGate = field(init=False)
     _authenticator: Authenticator | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        self.session = requests.Session()
+        self.session = GuardedSession(self.label, self.url_setting)
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.gate = RequestGate(self.max_requests_per_second)
+        self.gate = RequestGate(self.max_requests_per_second, self.stopping)
 
     def authenticator(self, create: t.Callable[[], Authenticator]) -> Authenticator:
         """The provider's authenticator, built by `create` on first use."""
@@ -89,24 +202,33 @@ _DECODED_BODY = "_tap_conversations_body"
 
 
 def decoded_body(response: requests.Response) -> t.Any:
-    """The response's JSON body, decoded once (in `validate_response`) and cached on it."""
+    """The response's JSON body, decoded once (in `validate_response`) and cached on it.
+
+    Raises `msgspec.DecodeError` for a body that is not JSON and `UnicodeDecodeError` for
+    one that is not UTF-8.
+    """
     if not hasattr(response, _DECODED_BODY):
         setattr(response, _DECODED_BODY, msgspec.json.decode(response.content))
     return getattr(response, _DECODED_BODY)
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """`Retry-After` as seconds from now; it may be a number of seconds or an HTTP date."""
-    value = response.headers.get("Retry-After")
-    if not value:
+def retry_after_seconds(value: str | None) -> float | None:
+    """A `Retry-After` value as seconds from now: a number of seconds or an HTTP date.
+
+    `None` when absent or unusable (not a number or date, `inf`, `nan`); a date in the past
+    or a negative number is 0.
+    """
+    if not value or not value.strip():
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
