@@ -34,7 +34,7 @@ STATUSES = ("draft", "final", "deleted", "archived")
 DEFAULT_LIMIT = 100
 _COUNT_MISMATCH = 10
 _TOKEN_PATH = ("obtainauthtoken", "")
-ROOT_TOKEN_PATH = "/perform-engage/obtainauthtoken/"
+ROOT_TOKEN_PATH = "/perform-engage/obtainauthtoken/"  # noqa: S105 - a path, not a secret
 
 
 @dataclass(frozen=True)

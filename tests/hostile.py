@@ -120,7 +120,7 @@ class HostileServer:
                     number = len(server.requests)
                 server.script(Exchange(self, seen, number))
 
-            do_GET = do_POST = _serve  # noqa: N815
+            do_GET = do_POST = _serve
 
             def log_message(self, format: str, *args: t.Any) -> None:
                 """Quiet."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typing as t
 
-from tests.hostile import Exchange, HostileServer, respondent_config
 from tests.helpers import run_cli
+from tests.hostile import Exchange, HostileServer, respondent_config
 
 if t.TYPE_CHECKING:
     from pathlib import Path

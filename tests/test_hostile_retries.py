@@ -13,8 +13,8 @@ import typing as t
 import pytest
 
 from sandbox import FaultSettings
-from tests.hostile import Exchange, HostileServer, empty_respondent_page, respondent_config
 from tests.helpers import parse_messages, run_cli
+from tests.hostile import Exchange, HostileServer, empty_respondent_page, respondent_config
 
 if t.TYPE_CHECKING:
     from pathlib import Path
