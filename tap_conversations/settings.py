@@ -40,7 +40,7 @@ TOP_LEVEL_SETTINGS = (
         "request_timeout_seconds",
         th.NumberType(minimum=1, maximum=900),
         default=DEFAULT_REQUEST_TIMEOUT,
-        description="Seconds to wait for a response before retrying",
+        description="Seconds a whole response (headers and body) may take before it is retried",
     ),
     th.Property(
         "max_retry_after_seconds",
