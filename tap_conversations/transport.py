@@ -143,13 +143,17 @@ def _read_body_by(response: requests.Response, deadline: float, timeout: float) 
     """Read the body of a streamed response, cutting the connection at `deadline`."""
     connection = getattr(response.raw, "connection", None)
     sock: socket.socket | None = getattr(connection, "sock", None)
-    expired = threading.Event()
+    lock = threading.Lock()
+    state = {"expired": False, "done": False}
 
     def expire() -> None:
-        expired.set()
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        with lock:
+            if state["done"]:
+                return  # read in time; the connection may already serve another request
+            state["expired"] = True
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
     timer.daemon = True
@@ -157,12 +161,14 @@ def _read_body_by(response: requests.Response, deadline: float, timeout: float) 
     try:
         _ = response.content
     except (requests.RequestException, OSError) as error:
-        if not expired.is_set():
+        if not state["expired"]:
             raise
         response.close()
         msg = f"no complete answer within {timeout:g} s"
         raise requests.exceptions.ReadTimeout(msg, request=response.request) from error
     finally:
+        with lock:
+            state["done"] = True
         timer.cancel()
 
 
