@@ -31,6 +31,7 @@ from tap_conversations.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_REQUEST_TIMEOUT,
+    redact_text,
 )
 from tap_conversations.transport import decoded_body
 
@@ -217,7 +218,7 @@ class ApiStream(CompatStream):
         if status >= HTTPStatus.BAD_REQUEST:
             raise ProviderError(
                 f"{self.describe(response)} (query: {urlparse(response.url).query or 'none'}): "
-                f"{response.text[:300]}"
+                f"{redact_text(response.text)[:300]}"
             )
         try:
             check_json_body(response)  # not JSON, not UTF-8: `BadBody`, retried

@@ -34,7 +34,7 @@ from tap_conversations.perform_engage_schemas import string as _string
 from tap_conversations.perform_engage_schemas import timestamp as _timestamp
 from tap_conversations.perform_engage_token import TokenAuthenticator
 from tap_conversations.provider import Provider
-from tap_conversations.settings import rate_limit_setting, redact_derived
+from tap_conversations.settings import rate_limit_setting, register_secret
 
 if t.TYPE_CHECKING:
     from urllib.parse import ParseResult
@@ -63,7 +63,7 @@ class PerformEngageStream(ApiStream):
             return TokenAuthenticator(self)
         # The header carries base64(username:api_key): as secret as the key itself.
         basic = base64.b64encode(f"{config['username']}:{config['api_key']}".encode()).decode()
-        redact_derived(basic)
+        register_secret(basic)
         return BasicAuthenticator(username=config["username"], password=config["api_key"])
 
 

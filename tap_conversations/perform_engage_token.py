@@ -18,7 +18,7 @@ from singer_sdk.exceptions import RetriableAPIError
 
 from tap_conversations.errors import CredentialsRejected, ProviderError
 from tap_conversations.retrying import check_json_body
-from tap_conversations.settings import redact_derived
+from tap_conversations.settings import redact_text, register_secret
 from tap_conversations.transport import decoded_body
 
 if t.TYPE_CHECKING:
@@ -109,7 +109,7 @@ class TokenAuthenticator:
             if status >= HTTPStatus.BAD_REQUEST:
                 msg = (
                     f"{label}: POST {urlparse(url).path} answered HTTP {status} "
-                    f"{response.reason}: {response.text[:300]}"
+                    f"{response.reason}: {redact_text(response.text)[:300]}"
                 )
                 raise ProviderError(msg)
             check_json_body(response)
@@ -125,5 +125,5 @@ class TokenAuthenticator:
             path = urlparse(response.url).path
             msg = f'{label}: POST {path} returned no token (expected {{"token": "..."}})'
             raise ProviderError(msg)
-        redact_derived(token)
+        register_secret(token)
         return token

@@ -146,9 +146,11 @@ def written_forms(secret: str) -> set[str]:
     return {form for form in forms if len(form) >= 4}
 
 
-class _DerivedSecrets:
-    """Credentials made at run time from configured ones: a Basic header's base64, a minted
-    JWT, a token an API handed out. Every `RedactSecrets` filter redacts them too."""
+class _KnownSecrets:
+    """The configured secrets and the credentials made from them at run time (a Basic header's
+    base64, a minted JWT, a token an API handed out), in all their `written_forms`. Every
+    `RedactSecrets` filter redacts them, and `redact_text` for text quoted before it is cut
+    short (a cut-off credential would no longer match)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -159,12 +161,21 @@ class _DerivedSecrets:
             self.values = self.values | written_forms(value)
 
 
-DERIVED_SECRETS = _DerivedSecrets()
+KNOWN_SECRETS = _KnownSecrets()
 
 
-def redact_derived(value: str) -> None:
-    """Redact `value` (a credential built from secrets) from every log line from now on."""
-    DERIVED_SECRETS.add(value)
+def register_secret(value: str) -> None:
+    """Redact `value` (a secret, or a credential built from one) from every log line."""
+    if len(value) >= 4:
+        KNOWN_SECRETS.add(value)
+
+
+def redact_text(text: str) -> str:
+    """`text` with every known secret replaced by `***`: for a server's body quoted in a
+    message, before it is shortened."""
+    for secret in sorted(KNOWN_SECRETS.values, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 class RedactSecrets(logging.Filter):
@@ -178,7 +189,7 @@ class RedactSecrets(logging.Filter):
         self.secrets = sorted(self.configured, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        derived = DERIVED_SECRETS.values
+        derived = KNOWN_SECRETS.values
         if derived is not self._derived:
             self._derived = derived
             self.secrets = sorted(self.configured | derived, key=len, reverse=True)
@@ -187,7 +198,7 @@ class RedactSecrets(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.configured and not DERIVED_SECRETS.values:
+        if not self.configured and not KNOWN_SECRETS.values:
             return True
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:

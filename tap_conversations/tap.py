@@ -24,6 +24,7 @@ from tap_conversations.settings import (
     TOP_LEVEL_SETTINGS,
     RedactSecrets,
     config_problems,
+    register_secret,
     secret_values,
 )
 from tap_conversations.state_input import check_state, parse_state, read_state_file, state_source
@@ -92,7 +93,10 @@ class TapConversations(CompatTap):
         )
 
     def _redact_secrets_in_logs(self) -> None:
-        redact = RedactSecrets(secret_values(self.config, self.config_jsonschema))
+        secrets = secret_values(self.config, self.config_jsonschema)
+        for secret in secrets:
+            register_secret(secret)
+        redact = RedactSecrets(secrets)
         for handler in logging.getLogger().handlers:
             for old in [f for f in handler.filters if isinstance(f, RedactSecrets)]:
                 handler.removeFilter(old)
