@@ -28,6 +28,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 import requests
+import urllib3
+import urllib3.connection
+import urllib3.response
 from requests.adapters import HTTPAdapter
 from typing_extensions import override
 
@@ -97,9 +100,9 @@ def origin(url: str) -> str:
 class GuardedSession(requests.Session):
     """A session with a whole-answer deadline that keeps credentials on their origin.
 
-    `timeout` given as one number bounds the whole exchange once the answer's headers are in:
-    a server trickling its body a byte at a time is cut off when the deadline passes (requests
-    alone would wait `timeout` for each byte). Redirects are followed only within the origin
+    `timeout` given as one number bounds the whole exchange, status line, headers and body: a
+    server trickling its answer a byte at a time is cut off when the deadline passes (requests
+    alone waits `timeout` for each byte). Redirects are followed only within the origin
     of the request that was sent; a redirect elsewhere ends the request with one line, since
     requests would carry `x-api-key`-style headers along to the other server.
     """
@@ -113,10 +116,26 @@ class GuardedSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
         timeout = kwargs.get("timeout")
         if kwargs.get("stream") or not isinstance(timeout, int | float):
-            return super().send(request, **kwargs)
-        deadline = time.monotonic() + timeout
-        response = super().send(request, **{**kwargs, "stream": True})
-        _read_body_by(response, deadline, timeout)
+            return super().send(request, **kwargs)  # a redirect hop, inside the outer deadline
+        watch = _Deadline()
+        timer = threading.Timer(timeout, watch.expire)
+        timer.daemon = True
+        _current.deadline = watch
+        timer.start()
+        try:
+            response = super().send(request, **{**kwargs, "stream": True})
+            # Pools this module did not build (a proxy's) attach their socket only now.
+            watch.attach(getattr(getattr(response.raw, "connection", None), "sock", None))
+            _ = response.content
+        except (requests.RequestException, OSError) as error:
+            if not watch.expired:
+                raise
+            msg = f"no complete answer within {timeout:g} s"
+            raise requests.exceptions.ReadTimeout(msg, request=request) from error
+        finally:
+            watch.finish()
+            timer.cancel()
+            _current.deadline = None
         return response
 
     @override
@@ -139,37 +158,77 @@ class GuardedSession(requests.Session):
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
 
 
-def _read_body_by(response: requests.Response, deadline: float, timeout: float) -> None:
-    """Read the body of a streamed response, cutting the connection at `deadline`."""
-    connection = getattr(response.raw, "connection", None)
-    sock: socket.socket | None = getattr(connection, "sock", None)
-    lock = threading.Lock()
-    state = {"expired": False, "done": False}
+class _Deadline:
+    """The socket of one exchange, cut when its deadline passes (from a timer thread)."""
 
-    def expire() -> None:
-        with lock:
-            if state["done"]:
-                return  # read in time; the connection may already serve another request
-            state["expired"] = True
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.expired = False
+        self._done = False
 
-    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        _ = response.content
-    except (requests.RequestException, OSError) as error:
-        if not state["expired"]:
-            raise
-        response.close()
-        msg = f"no complete answer within {timeout:g} s"
-        raise requests.exceptions.ReadTimeout(msg, request=response.request) from error
-    finally:
-        with lock:
-            state["done"] = True
-        timer.cancel()
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            if sock is None or self._done:
+                return
+            self._sock = sock
+            if self.expired:
+                self._cut()
+
+    def expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return  # answered in time; the connection may already serve another request
+            self.expired = True
+            self._cut()
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+
+    def _cut(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()  # `deadline`: the `_Deadline` of the exchange this thread sends
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """Hands its socket to the sending thread's deadline before waiting for the answer, so a
+    server trickling its status line or headers is cut off too."""
+
+    @override
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        deadline: _Deadline | None = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.attach(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection, _WatchedHTTPConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class WatchedAdapter(HTTPAdapter):
+    """requests' adapter, with connections whose socket a `GuardedSession` deadline can cut."""
+
+    @override
+    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
 
 
 @dataclass
@@ -188,7 +247,7 @@ class ProviderTransport:
 
     def __post_init__(self) -> None:
         self.session = GuardedSession(self.label, self.url_setting)
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
+        adapter = WatchedAdapter(pool_connections=2, pool_maxsize=self.pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.gate = RequestGate(self.max_requests_per_second, self.stopping)

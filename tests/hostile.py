@@ -71,7 +71,12 @@ class Exchange:
 
     def trickle(self, body: bytes, every: float, stop: threading.Event) -> None:
         """Write `body` one byte at a time, `every` seconds apart, until done or stopped."""
-        for byte in body:
+        self.raw(body, every, stop)
+
+    def raw(self, data: bytes, every: float, stop: threading.Event) -> None:
+        """Write raw bytes (a status line and headers too) one at a time, `every` s apart."""
+        self._handler.close_connection = True
+        for byte in data:
             if stop.wait(every):
                 return
             try:

@@ -38,6 +38,22 @@ def test_a_trickled_body_ends_each_attempt_at_the_timeout(tmp_path: Path) -> Non
     assert "Traceback" not in completed.stderr
 
 
+def test_trickled_headers_end_each_attempt_at_the_timeout_too(tmp_path: Path) -> None:
+    server: HostileServer
+
+    def script(exchange: Exchange) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: "
+        exchange.raw(head + b"." * 40, every=2, stop=server.stopping)
+
+    with HostileServer(script) as server:
+        config = respondent_config(server.url, request_timeout_seconds=3, max_retries=1)
+        completed = run_cli([], config, tmp_path, timeout=60)
+    assert completed.returncode == 1
+    assert len(server.requests) == 2
+    assert "within request_timeout_seconds (3 s))" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
 def test_a_body_that_is_not_utf8_is_retried_then_one_line(tmp_path: Path) -> None:
     def script(exchange: Exchange) -> None:
         exchange.reply(200, b'{"results": [{"uid": "c1", "name": "caf\xe9"}], "page": 1}')
