@@ -180,7 +180,9 @@ class ApiStream(CompatStream):
 
     def retry_waits(self) -> t.Iterator[float]:
         """Seconds to wait before each retry: the backoff generator's values, jittered."""
-        for wait in self.backoff_wait_generator():
+        waits = self.backoff_wait_generator()
+        next(waits)  # backoff's generators yield a priming value first (backoff skips it too)
+        for wait in waits:
             yield self.backoff_jitter(wait)
 
     @property

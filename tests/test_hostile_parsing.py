@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
 import time
+import typing as t
 
 import pytest
 
 from tap_conversations import transport
 from tap_conversations.perform_engage_token import token_urls
+from tap_conversations.tap import TapConversations
 from tap_conversations.transport import origin, retry_after_seconds
+
+if t.TYPE_CHECKING:
+    from tap_conversations.client import ApiStream
+
+ONQ = {"api_key": "k", "api_secret": "s", "issuer": "i", "subject": "s", "audience": "a"}
 
 
 @pytest.mark.parametrize(
@@ -72,3 +80,12 @@ def test_answered_deadlines_do_not_pile_up_in_the_watchdog() -> None:
         watchdog.watch(deadline, time.monotonic() + 3600)
         deadline.finish()
     assert len(watchdog._due) <= transport._MAX_PENDING_DEADLINES + 1
+
+
+def test_retry_waits_start_at_half_a_second_and_grow() -> None:
+    tap = TapConversations(config={"onq": ONQ}, validate_config=False)
+    stream = t.cast("ApiStream", tap.streams["onq_conversations"])
+    waits = list(itertools.islice(stream.retry_waits(), 8))
+    # 0.5, 1, 2, 4 ... capped at 30 s, each plus up to 1 s of jitter.
+    for wait, base in zip(waits, [0.5, 1, 2, 4, 8, 16, 30, 30], strict=True):
+        assert base <= wait <= base + 1
