@@ -34,6 +34,7 @@ STATUSES = ("draft", "final", "deleted", "archived")
 DEFAULT_LIMIT = 100
 _COUNT_MISMATCH = 10
 _TOKEN_PATH = ("obtainauthtoken", "")
+ROOT_TOKEN_PATH = "/perform-engage/obtainauthtoken/"  # noqa: S105 - a path, not a secret
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class _Resource:
 class PerformEngage(Provider):
     name = "perform_engage"
     prefix = "/perform-engage/api/v2"
+    extra_paths = (ROOT_TOKEN_PATH,)
 
     def __init__(self, settings: SandboxSettings, data: SandboxData) -> None:
         super().__init__(settings, data)
@@ -71,6 +73,13 @@ class PerformEngage(Provider):
             return len(self._tokens)
 
     def handle(self, request: Request) -> Response:
+        at_root = self.settings.pe_token_at_root
+        if request.path == ROOT_TOKEN_PATH or (at_root and request.segments == _TOKEN_PATH):
+            if request.path != ROOT_TOKEN_PATH or not at_root:
+                raise _error(404, "Not found.")
+            if request.method != "POST":
+                raise _error(405, f'Method "{request.method}" not allowed.')
+            return self._obtain_token(request)
         endpoint = self._endpoint(request.segments)
         if endpoint is None and self._endpoint((*request.segments, "")):
             query = urlencode(request.query)

@@ -116,6 +116,8 @@ class Provider(ABC):
 
     name: ClassVar[str]
     prefix: ClassVar[str]
+    #: Paths outside `prefix` that this provider also answers (its `segments` are then empty).
+    extra_paths: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: SandboxSettings, data: SandboxData) -> None:
         self.settings = settings
@@ -204,11 +206,13 @@ class FaultInjector:
         self._rng = random.Random()
         self._429_count = 0
 
-    def draw(self, settings: FaultSettings, provider: str) -> str | None:
+    def draw(self, settings: FaultSettings, provider: str, path: str = "") -> str | None:
         with self._lock:
             if settings != self._settings:
                 self._settings, self._rng = settings, random.Random(settings.seed)
             if provider not in settings.providers or settings.rate <= 0:
+                return None
+            if settings.path_contains not in path:
                 return None
             if self._rng.random() >= settings.rate:
                 return None
@@ -267,12 +271,16 @@ class Dispatcher:
         early = provider is not None and self.log.is_early(provider.name, arrived)
         self._pause(self.settings.latency_ms / 1000)
         faults = self.settings.faults
-        fault = self.faults.draw(faults, provider.name) if provider else None
+        fault = self.faults.draw(faults, provider.name, unquote(raw_path)) if provider else None
         request = Request(
             method=method,
             path=unquote(raw_path),
             raw_path=raw_path,
-            segments=_segments(raw_path[len(provider.prefix) :]) if provider else (),
+            segments=(
+                _segments(raw_path[len(provider.prefix) :])
+                if provider and raw_path not in provider.extra_paths
+                else ()
+            ),
             query=dict(parse_qsl(raw_query, keep_blank_values=True)),
             headers={key.lower(): value for key, value in headers.items()},
             body=body,
@@ -291,6 +299,8 @@ class Dispatcher:
     def _route(self, raw_path: str) -> Provider | None:
         for provider in self.providers:
             if raw_path == provider.prefix or raw_path.startswith(provider.prefix + "/"):
+                return provider
+            if raw_path in provider.extra_paths:
                 return provider
         return None
 

@@ -54,6 +54,8 @@ class FaultSettings:
     retry_after_seconds: float = 1
     slow_seconds: float = 3.0
     providers: tuple[str, ...] = PROVIDERS
+    #: Only requests whose decoded path contains this are faulted ("" = every request).
+    path_contains: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -90,6 +92,9 @@ class SandboxSettings:
     pe_max_limit: int = 50
     pe_pathology: PePathology | None = None
     pe_token_ttl_seconds: float | None = None
+    #: Serve `POST /obtainauthtoken/` beside the API root (`/perform-engage/obtainauthtoken/`)
+    #: instead of under it, as some tenants do; the path under the API root then answers 404.
+    pe_token_at_root: bool = False
     onq_token_max_age_seconds: float | None = None
     onq_envelope: OnqEnvelope = "array"
     respondent_max_page_size: int = 100

@@ -8,14 +8,12 @@ decoding), `paging`, `records` (schema checks), `prefetch` (concurrent details),
 
 from __future__ import annotations
 
-import threading
 import typing as t
 from http import HTTPStatus
 from urllib.parse import quote, urlparse
 
 import backoff
-import msgspec
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
 
@@ -27,9 +25,15 @@ from tap_conversations.errors import (
     prefix,
 )
 from tap_conversations.records import RecordChecker, utc_timestamp
+from tap_conversations.retrying import RetryPolicy, check_json_body
 from tap_conversations.sdk_compat import CompatStream
-from tap_conversations.settings import DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT
-from tap_conversations.transport import decoded_body, retry_after_seconds
+from tap_conversations.settings import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_REQUEST_TIMEOUT,
+    redact_text,
+)
+from tap_conversations.transport import decoded_body
 
 if t.TYPE_CHECKING:
     import requests
@@ -81,7 +85,6 @@ class ApiStream(CompatStream):
         self.conversations_tap = t.cast("ConversationsTap", tap)
         self.checker = RecordChecker(self)
         self._bookmarks: dict[tuple[tuple[str, t.Any], ...], str | None] = {}
-        self._attempts = threading.local()  # requests sent for the current call, per thread
         #: The record whose children are being synced (see `generate_child_contexts`).
         self.record_for_children: dict[str, t.Any] | None = None
 
@@ -130,39 +133,18 @@ class ApiStream(CompatStream):
 
     @override
     def request_decorator(self, func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-        """The SDK's retry policy, with every attempt passing the provider's request gate,
+        """Every attempt passes the provider's request gate and `retrying.RetryPolicy`,
         plus one token renewal when the server rejects a token we believed valid."""
-        gate = self.transport.gate
+        policy = self.retry_policy()
         progress = self.conversations_tap.progress
-        attempts = self._attempts
 
-        def gated(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
-            gate.wait_turn()
-            attempts.count += 1
+        def attempt(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
             progress.add(self.name, requests=1)
             return func(prepared_request, context)
 
-        retrying = super().request_decorator(gated)
-        max_tries = self.backoff_max_tries()
-
-        def with_retries(
-            prepared_request: requests.PreparedRequest, context: Context | None
-        ) -> t.Any:
-            attempts.count = 0
-            try:
-                return retrying(prepared_request, context)
-            except FatalAPIError:
-                raise
-            except Exception as error:
-                # The SDK retries what it deems transient and re-raises the last error once
-                # the tries run out; an error raised on an earlier attempt was not retried.
-                if attempts.count < max_tries:
-                    raise
-                raise self.gave_up(prepared_request, error) from None
-
         def send(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
             try:
-                return with_retries(prepared_request, context)
+                return policy.call(prepared_request, lambda: attempt(prepared_request, context))
             except TokenRejected:
                 renew = getattr(self.authenticator, "renew", None)
                 if renew is None:
@@ -170,34 +152,43 @@ class ApiStream(CompatStream):
                 self.logger.info("%s rejected the token; renewing it once", self.provider_label)
                 renew()
                 try:
-                    return with_retries(prepared_request, context)
+                    return policy.call(prepared_request, lambda: attempt(prepared_request, context))
                 except TokenRejected as again:
                     raise CredentialsRejected(str(again)) from None
 
         return send
 
-    def gave_up(self, request: requests.PreparedRequest, error: Exception) -> ProviderError:
-        """One line for a request that still failed after every retry."""
-        response = getattr(error, "response", None)
-        if isinstance(error, RetriableAPIError) and response is not None:
-            what = f"last answer HTTP {response.status_code} {response.reason}"
-        else:
-            what = f"last error {type(error).__name__}"
-        path = urlparse(request.url or "").path
-        msg = (
-            f"{prefix(self)}: gave up on {path} after {self.backoff_max_tries()} attempts ({what})"
+    def retry_policy(self, who: str | None = None) -> RetryPolicy:
+        """How this stream's requests (and its provider's token requests) are retried."""
+        progress = self.conversations_tap.progress
+        return RetryPolicy(
+            label=self.provider_label,
+            who=who or prefix(self),
+            provider=self.provider,
+            api_url=self.url_base,
+            gate=self.transport.gate,
+            max_tries=self.backoff_max_tries(),
+            timeout=self.timeout,
+            max_retry_after=float(
+                self.config.get("max_retry_after_seconds", DEFAULT_MAX_RETRY_AFTER)
+            ),
+            waits=self.retry_waits,
+            logger=self.logger,
+            on_retry=lambda: progress.add(self.name, retries=1),
+            credential_settings=self.credential_settings,
         )
-        return ProviderError(msg)
+
+    def retry_waits(self) -> t.Iterator[float]:
+        """Seconds to wait before each retry: the backoff generator's values, jittered."""
+        waits = self.backoff_wait_generator()
+        next(waits)  # backoff's generators yield a priming value first (backoff skips it too)
+        for wait in waits:
+            yield self.backoff_jitter(wait)
 
     @property
     @override
     def timeout(self) -> float:  # type: ignore[override]
         return float(self.config.get("request_timeout_seconds", DEFAULT_REQUEST_TIMEOUT))
-
-    @override
-    def backoff_handler(self, details: t.Any) -> None:
-        self.conversations_tap.progress.add(self.name, retries=1)
-        super().backoff_handler(details)
 
     @override
     def backoff_max_tries(self) -> int:
@@ -206,7 +197,7 @@ class ApiStream(CompatStream):
     @override
     def backoff_wait_generator(self) -> t.Generator[float, None, None]:
         # 0.5, 1, 2, 4 ... s (plus the SDK's jitter), never more than 30 s. A Retry-After the
-        # server sent is honoured on top of this by the provider's request gate.
+        # server sent replaces this wait (`retrying.RetryPolicy.wait_after`).
         return backoff.expo(base=2, factor=0.5, max_value=30)
 
     # Responses --------------------------------------------------------------------------
@@ -222,27 +213,21 @@ class ApiStream(CompatStream):
         if status in self.credential_statuses:
             self.raise_for_credentials(response)
         if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-            if (pause := retry_after_seconds(response)) is not None:
-                # Every worker of this provider waits, not just the one that was told.
-                self.transport.gate.pause(pause)
+            # `retrying.RetryPolicy` retries it, honouring any Retry-After.
             raise RetriableAPIError(self.describe(response), response)
         if status == HTTPStatus.NOT_FOUND and self.parent_stream_type is not None:
             raise RecordVanished(self.describe(response))
         if status >= HTTPStatus.BAD_REQUEST:
             raise ProviderError(
                 f"{self.describe(response)} (query: {urlparse(response.url).query or 'none'}): "
-                f"{response.text[:300]}"
+                f"{redact_text(response.text)[:300]}"
             )
         try:
-            decoded_body(response)
+            check_json_body(response)  # not JSON, not UTF-8: `BadBody`, retried
         except RecursionError:
             # msgspec stops at ~1,000 levels; asking again would get the same body.
             msg = f"{self.describe(response)}: the JSON body nests too deeply to decode"
             raise ProviderError(msg) from None
-        except msgspec.DecodeError:
-            # A 200 whose body is cut short or not JSON is a transient fault: ask again.
-            msg = f"{self.describe(response)}: the body is not valid JSON"
-            raise RetriableAPIError(msg, response) from None
 
     def raise_for_credentials(self, response: requests.Response) -> t.NoReturn:
         settings = ", ".join(f"{self.provider}.{name}" for name in self.credential_settings)

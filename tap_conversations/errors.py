@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import typing as t
 
-from singer_sdk.exceptions import FatalAPIError
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+
+if t.TYPE_CHECKING:
+    import requests
 
 
 class ProviderError(FatalAPIError):
@@ -30,6 +33,34 @@ class RecordVanished(ProviderError):
 
 class PaginationError(ProviderError):
     """The server's paging contradicts itself: a loop, a page that never ends, a bad count."""
+
+
+class BadBody(RetriableAPIError):
+    """A success status whose body is not JSON (HTML, cut short, not UTF-8): asked again.
+
+    The message is the reason alone, e.g. `answered HTTP 200 OK with a body that is not JSON
+    (content type text/html)`, so retry and give-up lines can quote it.
+    """
+
+    def __init__(self, reason: str, response: requests.Response) -> None:
+        super().__init__(reason, response)
+        self.reason = reason
+
+
+class Interrupted(BaseException):
+    """Raised in any thread waiting on a provider once a termination signal arrived.
+
+    A `BaseException`, so that no `except Exception` on the way turns it into a failure.
+    """
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGINT: the run stops, writes its state and exits with 128 + the signal."""
+
+    def __init__(self, signal_name: str, exit_code: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.exit_code = exit_code
 
 
 class Named(t.Protocol):

@@ -26,7 +26,7 @@ from tap_conversations.client import ApiStream
 from tap_conversations.errors import ProviderError
 from tap_conversations.paging import PageNumberUntilShortPaginator
 from tap_conversations.provider import Provider
-from tap_conversations.settings import rate_limit_setting
+from tap_conversations.settings import rate_limit_setting, register_secret
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -87,6 +87,7 @@ class JWTAuthenticator:
             algorithm="HS256",
             headers={"kid": config["api_key"]},
         )
+        register_secret(self._token)  # a signed credential: as secret as the key that signs it
 
 
 class OnqConversationsStream(ApiStream):

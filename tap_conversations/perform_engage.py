@@ -10,9 +10,8 @@ Protocol: Django REST Framework style.
 
 from __future__ import annotations
 
-import threading
+import base64
 import typing as t
-from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 import requests
@@ -22,7 +21,7 @@ from typing_extensions import override
 
 from tap_conversations.client import ApiStream, DetailStream
 from tap_conversations.derived import DerivedStream
-from tap_conversations.errors import CredentialsRejected, ProviderError
+from tap_conversations.errors import ProviderError
 from tap_conversations.paging import NextUrlPaginator
 from tap_conversations.perform_engage_schemas import (
     ASSIGNED_DEPARTMENT_PROPERTIES,
@@ -33,8 +32,9 @@ from tap_conversations.perform_engage_schemas import (
 )
 from tap_conversations.perform_engage_schemas import string as _string
 from tap_conversations.perform_engage_schemas import timestamp as _timestamp
+from tap_conversations.perform_engage_token import TokenAuthenticator
 from tap_conversations.provider import Provider
-from tap_conversations.settings import rate_limit_setting
+from tap_conversations.settings import rate_limit_setting, register_secret
 
 if t.TYPE_CHECKING:
     from urllib.parse import ParseResult
@@ -49,52 +49,6 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
-def _unauthenticated(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    return request
-
-
-class TokenAuthenticator:
-    """`Authorization: Token <token>` from `POST /obtainauthtoken/`, renewed on demand."""
-
-    def __init__(self, stream: PerformEngageStream) -> None:
-        self._stream = stream
-        self._token: str | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        with self._lock:
-            if self._token is None:
-                self._token = self._obtain()
-            request.headers["Authorization"] = f"Token {self._token}"
-        return request
-
-    def renew(self) -> None:
-        with self._lock:
-            self._token = self._obtain()
-
-    def _obtain(self) -> str:
-        stream = self._stream
-        config = stream.provider_config
-        response = stream.requests_session.post(
-            f"{stream.url_base}/obtainauthtoken/",
-            json={"username": config["username"], "password": config["api_key"]},
-            timeout=stream.timeout,
-            auth=_unauthenticated,  # the session's own auth is this authenticator
-        )
-        if response.status_code in {HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED}:
-            msg = (
-                f"{LABEL}: POST /obtainauthtoken/ answered HTTP {response.status_code} — check "
-                "perform_engage credentials (perform_engage.username, perform_engage.api_key)"
-            )
-            raise CredentialsRejected(msg)
-        response.raise_for_status()
-        token = response.json().get("token")
-        if not isinstance(token, str) or not token:
-            msg = f"{LABEL}: POST /obtainauthtoken/ returned no token"
-            raise ProviderError(msg)
-        return token
-
-
 class PerformEngageStream(ApiStream):
     """Every Perform & Engage 365 endpoint: Basic or Token auth."""
 
@@ -107,6 +61,9 @@ class PerformEngageStream(ApiStream):
         config = self.provider_config
         if config.get("auth_method", "basic") == "token":
             return TokenAuthenticator(self)
+        # The header carries base64(username:api_key): as secret as the key itself.
+        basic = base64.b64encode(f"{config['username']}:{config['api_key']}".encode()).decode()
+        register_secret(basic)
         return BasicAuthenticator(username=config["username"], password=config["api_key"])
 
 
@@ -313,6 +270,14 @@ PROVIDER = Provider(
             th.StringType(allowed_values=["basic", "token"]),
             default="basic",
             description="`basic` (current docs) or `token` (POST /obtainauthtoken/)",
+        ),
+        th.Property(
+            "token_url",
+            th.URIType,
+            description=(
+                "Token endpoint for auth_method token; by default `<api_url>/obtainauthtoken/`, "
+                "then `/obtainauthtoken/` beside the API root (api_url without /api/v2)"
+            ),
         ),
         th.Property(
             "page_size",

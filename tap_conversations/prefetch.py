@@ -93,13 +93,14 @@ class DetailPrefetcher:
         with self._lock:
             self._pending[_key(child, context)] = future
 
-    def close(self) -> None:
-        """Stop the workers; requests not yet started are cancelled (error or Ctrl-C)."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the workers; requests not yet started are cancelled (error or Ctrl-C).
+        With `wait=False`, workers still inside a request are not waited for."""
         with self._lock:
             pending = list(self._pending.values())
             self._pending.clear()
         for future in pending:
             future.cancel()
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None

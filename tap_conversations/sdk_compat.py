@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import signal
+import sys
+import threading
 import typing as t
 from dataclasses import dataclass
 
@@ -18,7 +22,11 @@ from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
+from tap_conversations.errors import Terminated
+
 if t.TYPE_CHECKING:
+    from types import FrameType
+
     import click
     from singer_sdk.helpers.types import Context
     from singer_sdk.streams.core import Stream
@@ -207,7 +215,45 @@ class GroupFailure:
 
 
 class CompatTap(Tap):
-    """The tap-level override of `Tap.sync_all`, which the SDK marks `@final`."""
+    """The tap-level overrides: `Tap.sync_all` (`@final`) and `_handle_termination`."""
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        #: Set by SIGTERM/SIGINT; every provider's request gate ends its waits on it.
+        self.stopping = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        # Why: the SDK's handler (installed by `PluginBase.__init__` for SIGTERM and SIGINT)
+        # writes the state from inside the signal handler and calls `sys.exit(0)`, so an
+        # interrupted run looks complete to an orchestrator, and worker threads waiting out a
+        # Retry-After keep the process alive. No public hook exists. Here the handler wakes
+        # every wait (`stopping`) and raises `Terminated` in the main thread; `sync_all` then
+        # writes the state reached (`after_failed_sync`) and `invoke` exits 128 + signum.
+        # A second signal while stopping exits at once.
+        exit_code = 128 + signum
+        if self.stopping.is_set():
+            os._exit(exit_code)
+        self.stopping.set()
+        raise Terminated(signal.Signals(signum).name, exit_code)
+
+    @classmethod
+    @override
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+        try:
+            super().invoke(*args, **kwargs)
+        except Terminated as stop:
+            cls.logger.warning(
+                "Stopped by %s before the end: the state of everything delivered was written; "
+                "exit code %d",
+                stop.signal_name,
+                stop.exit_code,
+            )
+            # Requests still in flight on worker threads would hold the interpreter's exit
+            # until their timeout: everything the target needs is written, so leave now.
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os._exit(stop.exit_code)
 
     @override  # type: ignore[misc]
     def sync_all(self) -> None:

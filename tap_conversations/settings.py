@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import difflib
+import json
 import logging
 import re
+import threading
 import typing as t
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import quote, quote_plus, urlparse
 
 from singer_sdk import typing as th
 
@@ -16,6 +19,7 @@ DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_REQUEST_TIMEOUT = 60
 DEFAULT_PROGRESS_INTERVAL = 30
+DEFAULT_MAX_RETRY_AFTER = 600
 
 TOP_LEVEL_SETTINGS = (
     th.Property(
@@ -39,7 +43,16 @@ TOP_LEVEL_SETTINGS = (
         "request_timeout_seconds",
         th.NumberType(minimum=1, maximum=900),
         default=DEFAULT_REQUEST_TIMEOUT,
-        description="Seconds to wait for a response before retrying",
+        description="Seconds a whole response (headers and body) may take before it is retried",
+    ),
+    th.Property(
+        "max_retry_after_seconds",
+        th.NumberType(minimum=0, maximum=86400),
+        default=DEFAULT_MAX_RETRY_AFTER,
+        description=(
+            "Longest Retry-After pause the tap waits out; a server asking for more ends the "
+            "run with one line"
+        ),
     ),
     th.Property(
         "progress_interval_seconds",
@@ -68,16 +81,32 @@ def rate_limit_setting() -> th.Property[t.Any]:
     )
 
 
-def config_problems(config: t.Mapping[str, t.Any]) -> list[str]:
+URL_SETTINGS = ("api_url", "token_url")
+
+
+def config_problems(
+    config: t.Mapping[str, t.Any], schema: dict[str, t.Any] | None = None
+) -> list[str]:
     """What JSON Schema cannot say about a config: URLs that are not http(s), a `start_date`
-    that is not a date. The SDK's validation lists every schema problem; these join them, in
-    the same wording as `readable_problem` (`<setting>: <problem>`)."""
+    that is not a date, a secret with a line break or stray space (given the schema). The SDK's
+    validation lists every schema problem; these join them, in the same wording as
+    `readable_problem` (`<setting>: <problem>`)."""
     problems = []
     for provider, values in config.items():
-        if isinstance(values, dict) and isinstance(values.get("api_url"), str):
-            url = urlparse(values["api_url"])
-            if url.scheme not in {"http", "https"} or not url.netloc:
-                problems.append(f"{provider}.api_url: {values['api_url']!r} is not an http(s) URL")
+        if not isinstance(values, dict):
+            continue
+        for key in URL_SETTINGS:
+            if isinstance(values.get(key), str):
+                url = urlparse(values[key])
+                if url.scheme not in {"http", "https"} or not url.netloc:
+                    problems.append(f"{provider}.{key}: {values[key]!r} is not an http(s) URL")
+    if schema is not None:
+        problems += [
+            f"{dotted(where)}: a line break, control character or leading/trailing space "
+            "(value not shown); remove it"
+            for where, value in secret_settings(config, schema)
+            if value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value)
+        ]
     start_date = config.get("start_date")
     if isinstance(start_date, str):
         try:
@@ -146,34 +175,102 @@ def unknown_settings(
     return found
 
 
-def secret_values(config: t.Mapping[str, t.Any], schema: dict[str, t.Any]) -> list[str]:
-    """The config values whose schema property is marked secret, at any depth."""
+def dotted(where: str) -> str:
+    """`['respondent']['api_secret']` as users name the setting: `respondent.api_secret`."""
+    return ".".join(re.findall(r"\['([^']*)'\]", where))
+
+
+def secret_settings(
+    config: t.Mapping[str, t.Any], schema: dict[str, t.Any], where: str = ""
+) -> list[tuple[str, str]]:
+    """`("['respondent']['api_secret']", value)` for every setting the schema marks secret."""
     found = []
     for name, prop in schema.get("properties", {}).items():
         value = config.get(name)
         if value is None:
             continue
+        here = f"{where}[{name!r}]"
         if prop.get("secret") or prop.get("writeOnly"):
-            found.append(str(value))
+            found.append((here, str(value)))
         elif isinstance(value, dict):
-            found += secret_values(value, prop)
-    return [value for value in found if len(value) >= 4]
+            found += secret_settings(value, prop, here)
+    return found
+
+
+def secret_values(config: t.Mapping[str, t.Any], schema: dict[str, t.Any]) -> list[str]:
+    """The config values whose schema property is marked secret, at any depth."""
+    return [value for _, value in secret_settings(config, schema) if len(value) >= 4]
+
+
+def written_forms(secret: str) -> set[str]:
+    """Every way a secret may be written into a log line: as is, trimmed, escaped as Python
+    or JSON would (`\\n`), as bytes, URL-encoded and base64-encoded."""
+    forms = {
+        secret,
+        secret.strip(),
+        secret.encode("unicode_escape").decode("ascii"),
+        json.dumps(secret)[1:-1],
+        repr(secret.encode())[2:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+        base64.b64encode(secret.encode()).decode(),
+    }
+    return {form for form in forms if len(form) >= 4}
+
+
+class _KnownSecrets:
+    """The configured secrets and the credentials made from them at run time (a Basic header's
+    base64, a minted JWT, a token an API handed out), in all their `written_forms`. Every
+    `RedactSecrets` filter redacts them, and `redact_text` for text quoted before it is cut
+    short (a cut-off credential would no longer match)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: frozenset[str] = frozenset()
+
+    def add(self, value: str) -> None:
+        with self._lock:
+            self.values = self.values | written_forms(value)
+
+
+KNOWN_SECRETS = _KnownSecrets()
+
+
+def register_secret(value: str) -> None:
+    """Redact `value` (a secret, or a credential built from one) from every log line."""
+    if len(value) >= 4:
+        KNOWN_SECRETS.add(value)
+
+
+def redact_text(text: str) -> str:
+    """`text` with every known secret replaced by `***`: for a server's body quoted in a
+    message, before it is shortened."""
+    for secret in sorted(KNOWN_SECRETS.values, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces secret values in every log line (messages, arguments and tracebacks)."""
+    """Replaces secret values, and credentials derived from them, in every log line (messages,
+    arguments and tracebacks), in any of their `written_forms`."""
 
     def __init__(self, secrets: t.Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted(set(secrets), key=len, reverse=True)
+        self.configured = frozenset(form for secret in secrets for form in written_forms(secret))
+        self._derived: frozenset[str] = frozenset()
+        self.secrets = sorted(self.configured, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
+        derived = KNOWN_SECRETS.values
+        if derived is not self._derived:
+            self._derived = derived
+            self.secrets = sorted(self.configured | derived, key=len, reverse=True)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not self.configured and not KNOWN_SECRETS.values:
             return True
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:

@@ -34,6 +34,7 @@ from tap_conversations.settings import (
     RedactSecrets,
     config_problems,
     readable_problem,
+    register_secret,
     secret_values,
     unknown_settings,
 )
@@ -95,7 +96,9 @@ class TapConversations(CompatTap):
             problems = [readable_problem(str(problem)) for problem in error.errors]
         self._redact_secrets_in_logs()
         self._set_metrics_level()
-        problems = self._with_typo_hints(problems + config_problems(self.config))
+        problems = self._with_typo_hints(
+            problems + config_problems(self.config, self.config_jsonschema)
+        )
         if validate_config and problems:
             msg = f"{len(problems)} problem(s) in the tap config"
             raise ConfigValidationError(msg, errors=problems)
@@ -109,7 +112,10 @@ class TapConversations(CompatTap):
         )
 
     def _redact_secrets_in_logs(self) -> None:
-        redact = RedactSecrets(secret_values(self.config, self.config_jsonschema))
+        secrets = secret_values(self.config, self.config_jsonschema)
+        for secret in secrets:
+            register_secret(secret)
+        redact = RedactSecrets(secrets)
         for handler in logging.getLogger().handlers:
             for old in [f for f in handler.filters if isinstance(f, RedactSecrets)]:
                 handler.removeFilter(old)
@@ -244,8 +250,11 @@ class TapConversations(CompatTap):
         if provider not in self._transports:
             provider_config = self.config.get(provider) or {}
             self._transports[provider] = ProviderTransport(
+                label=next(p.label for p in PROVIDERS if p.key == provider),
+                url_setting=f"{provider}.api_url",
                 pool_size=self.max_concurrency + 2,
                 max_requests_per_second=provider_config.get("max_requests_per_second"),
+                stopping=self.stopping,
             )
         return self._transports[provider]
 
@@ -307,7 +316,8 @@ class TapConversations(CompatTap):
     def after_sync(self) -> None:
         self.progress.stop()
         self.logger.info("Sync summary:\n%s", self.progress.summary())
-        self.detail_prefetcher.close()
+        # After SIGTERM/SIGINT, workers still inside a request are not waited for.
+        self.detail_prefetcher.close(wait=not self.stopping.is_set())
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
