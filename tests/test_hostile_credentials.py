@@ -43,7 +43,7 @@ def test_a_secret_with_a_trailing_newline_is_a_config_error_that_shows_no_secret
     for env in ({}, DEBUG):
         completed = run_cli([], config, tmp_path, timeout=60, env=env)
         assert completed.returncode == 1
-        assert "config['respondent']['api_secret']" in completed.stderr
+        assert "respondent.api_secret: a line break" in completed.stderr
         assert "line break" in completed.stderr
         assert "RESP-SECRET-555" not in completed.stdout + completed.stderr
         for form in every_form(secret):
