@@ -1,0 +1,159 @@
+"""Airbyte protocol messages: built from the maintained protocol models, written one per line.
+
+The models come from `airbyte-protocol-models-dataclasses` (generated from the protocol's own
+YAML; no dependencies). They are plain dataclasses, so serialising them is ours: fields that are
+`None` are left out (as the Airbyte CDK does), enums become their values, `global_` is written
+`global`, and free-form JSON (`data`, `json_schema`, `stream_state`, ...) is written as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sys
+import threading
+import time
+import typing as t
+
+import msgspec
+from airbyte_protocol_dataclasses import models  # type: ignore[import-untyped]
+
+__all__ = ["StreamStateBlob", "models"]
+
+#: Python names of model fields whose protocol name differs (a Python keyword).
+_RENAMED_FIELDS = {"global_": "global"}
+
+
+@dataclasses.dataclass
+class StreamStateBlob(models.AirbyteStateBlob):  # type: ignore[misc]
+    """A stream's state. The protocol leaves it free-form; the generated class has no fields."""
+
+    value: dict[str, t.Any]
+
+
+_field_names: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _names(cls: type) -> tuple[tuple[str, str], ...]:
+    names = _field_names.get(cls)
+    if names is None:
+        names = tuple(
+            (f.name, _RENAMED_FIELDS.get(f.name, f.name)) for f in dataclasses.fields(cls)
+        )
+        _field_names[cls] = names
+    return names
+
+
+def to_builtins(value: t.Any) -> t.Any:
+    """A model (or a list of them) as JSON-ready builtins, `None` fields left out."""
+    if isinstance(value, StreamStateBlob):
+        return value.value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list):
+        return [to_builtins(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        result = {}
+        for name, key in _names(type(value)):
+            item = getattr(value, name)
+            if item is not None:
+                result[key] = to_builtins(item)
+        return result
+    return value  # free-form JSON: left exactly as the tap built it
+
+
+# msgspec writes datetimes (RFC 3339) and decimals (as numbers) itself; anything else as text.
+_encoder = msgspec.json.Encoder(enc_hook=str, decimal_format="number")
+
+
+def serialize(message: t.Any) -> bytes:
+    """One AirbyteMessage as one JSON line."""
+    return _encoder.encode(to_builtins(message)) + b"\n"
+
+
+class MessageOutput:
+    """Writes AirbyteMessages to stdout, whole lines only, from any thread.
+
+    RECORD lines are left in the buffer (the next non-RECORD message or `flush` pushes them
+    out); everything else is flushed at once, so a STATE never waits behind a full buffer.
+    """
+
+    def __init__(self, stream: t.BinaryIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._lock = threading.Lock()
+
+    def write(self, message: t.Any, *, flush: bool = True) -> None:
+        line = serialize(message)
+        with self._lock:
+            self._stream.write(line)
+            if flush:
+                self._stream.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._stream.flush()
+
+
+def now_ms() -> float:
+    return time.time() * 1000
+
+
+def record_message(stream: str, data: dict[str, t.Any], emitted_at: int) -> t.Any:
+    return models.AirbyteMessage(
+        type=models.Type.RECORD,
+        record=models.AirbyteRecordMessage(stream=stream, data=data, emitted_at=emitted_at),
+    )
+
+
+def stream_state_message(stream: str, state: dict[str, t.Any], record_count: int) -> t.Any:
+    return models.AirbyteMessage(
+        type=models.Type.STATE,
+        state=models.AirbyteStateMessage(
+            type=models.AirbyteStateType.STREAM,
+            stream=models.AirbyteStreamState(
+                stream_descriptor=models.StreamDescriptor(name=stream),
+                stream_state=StreamStateBlob(state),
+            ),
+            sourceStats=models.AirbyteStateStats(recordCount=float(record_count)),
+        ),
+    )
+
+
+def stream_status_message(stream: str, status: t.Any) -> t.Any:
+    return models.AirbyteMessage(
+        type=models.Type.TRACE,
+        trace=models.AirbyteTraceMessage(
+            type=models.TraceType.STREAM_STATUS,
+            emitted_at=now_ms(),
+            stream_status=models.AirbyteStreamStatusTraceMessage(
+                stream_descriptor=models.StreamDescriptor(name=stream), status=status
+            ),
+        ),
+    )
+
+
+def error_trace_message(message: str, failure_type: t.Any, stack_trace: str | None = None) -> t.Any:
+    return models.AirbyteMessage(
+        type=models.Type.TRACE,
+        trace=models.AirbyteTraceMessage(
+            type=models.TraceType.ERROR,
+            emitted_at=now_ms(),
+            error=models.AirbyteErrorTraceMessage(
+                message=message, failure_type=failure_type, stack_trace=stack_trace
+            ),
+        ),
+    )
+
+
+def log_message(level: t.Any, message: str) -> t.Any:
+    return models.AirbyteMessage(
+        type=models.Type.LOG, log=models.AirbyteLogMessage(level=level, message=message)
+    )
+
+
+def connection_status_message(*, succeeded: bool, message: str) -> t.Any:
+    status = models.Status.SUCCEEDED if succeeded else models.Status.FAILED
+    return models.AirbyteMessage(
+        type=models.Type.CONNECTION_STATUS,
+        connectionStatus=models.AirbyteConnectionStatus(status=status, message=message),
+    )
