@@ -21,6 +21,51 @@ from pathlib import Path
 
 from airbyte_protocol_dataclasses import models  # type: ignore[import-untyped]
 
+if t.TYPE_CHECKING:
+    from sandbox import Sandbox
+
+#: stream -> (primary key, cursor or None), as the README's stream table documents them.
+STREAMS: dict[str, tuple[str, str | None]] = {
+    "perform_engage_conversations": ("api_id", "updated_date"),
+    "perform_engage_conversation_details": ("api_id", "updated_date"),
+    "perform_engage_conversation_plans": ("api_id", None),
+    "perform_engage_conversation_plan_details": ("api_id", None),
+    "onq_conversations": ("id", "last_updated_on"),
+    "respondent_conversations": ("uid", "updatedAt"),
+    "respondent_messages": ("uid", "updatedAt"),
+}
+
+
+def expected_records(sandbox: Sandbox) -> dict[str, list[dict[str, t.Any]]]:
+    """Every record the sandbox holds, per stream, as the tap delivers it."""
+    data = sandbox.data
+    conversations = data.respondent_conversations
+    return {
+        "perform_engage_conversations": data.pe_conversations,
+        "perform_engage_conversation_details": list(data.pe_conversation_details.values()),
+        "perform_engage_conversation_plans": data.pe_plans,
+        "perform_engage_conversation_plan_details": list(data.pe_plan_details.values()),
+        "onq_conversations": [
+            {**r, "id": str(r["id"]), "org_id": str(r["org_id"])} for r in data.onq_conversations
+        ],
+        "respondent_conversations": conversations,
+        "respondent_messages": [
+            {**m, "conversation_uid": c["uid"]} for c in conversations for m in c["messages"]
+        ],
+    }
+
+
+#: Credentials the sandbox rejects; like the real ones, they must never be printed.
+WRONG_SECRETS = ("wrong-pe-key-5c8e2a91d7", "wrong-respondent-secret-03be77")
+
+
+def wrong_credentials(sandbox: Sandbox) -> dict[str, t.Any]:
+    config = sandbox.tap_config()
+    config["perform_engage"]["api_key"] = WRONG_SECRETS[0]
+    config["respondent"]["api_secret"] = WRONG_SECRETS[1]
+    return {**config, "max_retries": 0, "progress_interval_seconds": 0}
+
+
 SOURCE_EXECUTABLE = str(Path(sys.executable).parent / "source-conversations")
 _WIRE_NAMES = {"global_": "global"}
 

@@ -13,11 +13,15 @@ import pytest
 
 from sandbox import SECRETS
 from tests.airbyte_messages import (
+    STREAMS,
+    WRONG_SECRETS,
     ProtocolViolation,
     SourceRun,
     configured_catalog,
+    expected_records,
     run_source,
     validate,
+    wrong_credentials,
 )
 from tests.helpers import as_instant, assert_same_records
 
@@ -25,36 +29,6 @@ if t.TYPE_CHECKING:
     from pathlib import Path
 
     from sandbox import Sandbox
-
-#: stream -> (primary key, cursor or None), as the README's stream table documents them.
-STREAMS: dict[str, tuple[str, str | None]] = {
-    "perform_engage_conversations": ("api_id", "updated_date"),
-    "perform_engage_conversation_details": ("api_id", "updated_date"),
-    "perform_engage_conversation_plans": ("api_id", None),
-    "perform_engage_conversation_plan_details": ("api_id", None),
-    "onq_conversations": ("id", "last_updated_on"),
-    "respondent_conversations": ("uid", "updatedAt"),
-    "respondent_messages": ("uid", "updatedAt"),
-}
-
-
-def expected_records(sandbox: Sandbox) -> dict[str, list[dict[str, t.Any]]]:
-    """Every record the sandbox holds, per stream, as the tap delivers it."""
-    data = sandbox.data
-    conversations = data.respondent_conversations
-    return {
-        "perform_engage_conversations": data.pe_conversations,
-        "perform_engage_conversation_details": list(data.pe_conversation_details.values()),
-        "perform_engage_conversation_plans": data.pe_plans,
-        "perform_engage_conversation_plan_details": list(data.pe_plan_details.values()),
-        "onq_conversations": [
-            {**r, "id": str(r["id"]), "org_id": str(r["org_id"])} for r in data.onq_conversations
-        ],
-        "respondent_conversations": conversations,
-        "respondent_messages": [
-            {**m, "conversation_uid": c["uid"]} for c in conversations for m in c["messages"]
-        ],
-    }
 
 
 class Files:
@@ -275,13 +249,6 @@ def test_a_stream_the_source_does_not_offer_is_a_config_error(
     assert not run.of_type("RECORD")
 
 
-def wrong_credentials(sandbox: Sandbox) -> dict[str, t.Any]:
-    config = sandbox.tap_config()
-    config["perform_engage"]["api_key"] = "wrong-pe-key-5c8e2a91d7"
-    config["respondent"]["api_secret"] = "wrong-respondent-secret-03be77"
-    return {**config, "max_retries": 0, "progress_interval_seconds": 0}
-
-
 def test_wrong_credentials_fail_the_read_in_one_line_without_secrets(
     sandbox: Sandbox, files: Files
 ) -> None:
@@ -295,7 +262,7 @@ def test_wrong_credentials_fail_the_read_in_one_line_without_secrets(
     assert "\n" not in message
     assert "stack_trace" not in error["error"]
     assert "Traceback" not in run.stdout + run.stderr
-    for secret in (*SECRETS, "wrong-pe-key-5c8e2a91d7", "wrong-respondent-secret-03be77"):
+    for secret in (*SECRETS, *WRONG_SECRETS):
         assert secret not in run.stdout + run.stderr
     statuses = {name: run.statuses(name) for name in STREAMS}
     assert any(s and s[-1] == "INCOMPLETE" for s in statuses.values())
