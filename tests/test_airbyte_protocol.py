@@ -275,6 +275,28 @@ def test_a_bad_config_is_a_config_error_naming_each_problem(files: Files) -> Non
     assert run.returncode == 1
     (error,) = run.traces("ERROR")
     assert error["error"]["failure_type"] == "config_error"
-    for problem in ("onq.api_url", "issuer", "subject", "audience"):
+    for problem in ("api_url", "issuer", "subject", "audience"):
         assert problem in error["error"]["message"]
     assert "s3cr3t-value" not in run.stdout + run.stderr
+
+
+def test_check_reports_each_provider_with_wrong_credentials_without_secrets(
+    sandbox: Sandbox, files: Files
+) -> None:
+    pytest.importorskip("tap_conversations.check", reason="the tap's connection check (issue 11)")
+    good = run_source(["check", "--config", files("config", sandbox.tap_config())])
+    assert good.returncode == 0
+    (status,) = good.of_type("CONNECTION_STATUS")
+    assert status["connectionStatus"]["status"] == "SUCCEEDED"
+
+    bad = run_source(["check", "--config", files("config", wrong_credentials(sandbox))])
+    assert bad.returncode == 0  # a FAILED status is a result, as Airbyte's own CDK reports it
+    (status,) = bad.of_type("CONNECTION_STATUS")
+    assert status["connectionStatus"]["status"] == "FAILED"
+    message = status["connectionStatus"]["message"]
+    assert "\n" not in message
+    assert "perform_engage.api_key" in message
+    assert "respondent.api_secret" in message
+    assert "onQ" not in message  # its credentials are right
+    for secret in (*SECRETS, *WRONG_SECRETS):
+        assert secret not in bad.stdout + bad.stderr
