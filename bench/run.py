@@ -1,7 +1,7 @@
 """Benchmark of tap-conversations against the in-repo sandbox: `uv run python -m bench.run`.
 
-Three scenarios, each a real `tap-conversations` subprocess against a sandbox running in a
-process of its own (so the server never shares the tap's GIL):
+Four scenarios, each a real `tap-conversations` (or `source-conversations`) subprocess
+against a sandbox running in a process of its own (so the server never shares the tap's GIL):
 
 - L, latency bound: Perform & Engage with 2,000 conversations and 200 plans behind 30 ms of
   latency, at `max_concurrency` 1, 4, 8 and 16. Requests are counted by the sandbox (its own
@@ -16,6 +16,8 @@ process of its own (so the server never shares the tap's GIL):
   on an empty account, is subtracted, and the rest divided by the records written.
 - M, memory: peak RSS of the tap syncing Perform & Engage with 2,000 and with 20,000
   conversations (no latency, 20 plans, `max_concurrency` 8).
+- A, Airbyte: scenario C's sync through `source-conversations read` vs the Singer tap,
+  records/s (`bench/airbyte.py`).
 
 Children run with their bytecode cached (see `child_env`) after one unmeasured warm-up run.
 Progress goes to stderr; stdout gets one markdown table and one line of machine facts. The
@@ -601,18 +603,29 @@ def profile(bench: Bench, top: int) -> None:
             print(f"### by {order}\n\n```\n{body}\n```\n")
 
 
+# --- scenario A: the Airbyte source ------------------------------------------------------------
+
+
+def scenario_airbyte(bench: Bench) -> list[Row]:
+    """See `bench/airbyte.py` (kept apart: it builds on this module)."""
+    from bench.airbyte import scenario_airbyte as run_scenario  # noqa: PLC0415
+
+    return run_scenario(bench)
+
+
 # --- main --------------------------------------------------------------------------------------
 
 SCENARIOS: dict[str, t.Callable[[Bench], list[Row]]] = {
     "L": scenario_latency,
     "C": scenario_cpu,
     "M": scenario_memory,
+    "A": scenario_airbyte,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--scenarios", default="LCM", help="which of L, C, M (default: LCM)")
+    parser.add_argument("--scenarios", default="LCMA", help="which of L, C, M, A (default: LCMA)")
     parser.add_argument("--profile", action="store_true", help="print cProfile hotspots only")
     parser.add_argument("--top", type=int, default=25, help="functions per profile listing")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import io
 import sys
 import threading
 import time
@@ -32,34 +33,30 @@ class StreamStateBlob(models.AirbyteStateBlob):  # type: ignore[misc]
 
 
 _field_names: dict[type, tuple[tuple[str, str], ...]] = {}
-
-
-def _names(cls: type) -> tuple[tuple[str, str], ...]:
-    names = _field_names.get(cls)
-    if names is None:
-        names = tuple(
-            (f.name, _RENAMED_FIELDS.get(f.name, f.name)) for f in dataclasses.fields(cls)
-        )
-        _field_names[cls] = names
-    return names
+_JSON_LEAVES = (dict, str, int, float)  # free-form JSON and scalars: written as they are
 
 
 def to_builtins(value: t.Any) -> t.Any:
     """A model (or a list of them) as JSON-ready builtins, `None` fields left out."""
-    if isinstance(value, StreamStateBlob):
-        return value.value
-    if isinstance(value, enum.Enum):
+    names = _field_names.get(type(value))
+    if names is not None:  # a model class seen before: the hot path, one per message
+        return {
+            key: to_builtins(item)
+            for name, key in names
+            if (item := getattr(value, name)) is not None
+        }
+    if isinstance(value, _JSON_LEAVES):
+        return value
+    if isinstance(value, enum.Enum | StreamStateBlob):
         return value.value
     if isinstance(value, list):
         return [to_builtins(item) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        result = {}
-        for name, key in _names(type(value)):
-            item = getattr(value, name)
-            if item is not None:
-                result[key] = to_builtins(item)
-        return result
-    return value  # free-form JSON: left exactly as the tap built it
+        _field_names[type(value)] = tuple(
+            (f.name, _RENAMED_FIELDS.get(f.name, f.name)) for f in dataclasses.fields(value)
+        )
+        return to_builtins(value)
+    return value
 
 
 # msgspec writes datetimes (RFC 3339) and decimals (as numbers) itself; anything else as text.
@@ -74,12 +71,13 @@ def serialize(message: t.Any) -> bytes:
 class MessageOutput:
     """Writes AirbyteMessages to stdout, whole lines only, from any thread.
 
-    RECORD lines are left in the buffer (the next non-RECORD message or `flush` pushes them
-    out); everything else is flushed at once, so a STATE never waits behind a full buffer.
+    RECORD lines collect in a 64 KiB buffer of our own (stdout may be unbuffered, e.g. with
+    PYTHONUNBUFFERED, which would cost one system call per record); every other message is
+    flushed at once, so a STATE or LOG line never waits behind records.
     """
 
     def __init__(self, stream: t.BinaryIO | None = None) -> None:
-        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._stream = stream if stream is not None else _stdout_buffered()
         self._lock = threading.Lock()
 
     def write(self, message: t.Any, *, flush: bool = True) -> None:
@@ -92,6 +90,15 @@ class MessageOutput:
     def flush(self) -> None:
         with self._lock:
             self._stream.flush()
+
+
+def _stdout_buffered() -> t.BinaryIO:
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced, e.g. by a test harness
+        return sys.stdout.buffer
+    raw = io.FileIO(descriptor, "wb", closefd=False)
+    return t.cast("t.BinaryIO", io.BufferedWriter(raw, buffer_size=1 << 16))
 
 
 def now_ms() -> float:
