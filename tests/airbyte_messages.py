@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import os
 import subprocess
 import sys
 import types
@@ -199,13 +200,16 @@ class SourceRun:
         return list(last.values())
 
 
-def run_source(args: list[str], timeout: float = 120) -> SourceRun:
+def run_source(
+    args: list[str], timeout: float = 120, env: dict[str, str] | None = None
+) -> SourceRun:
     completed = subprocess.run(
         [SOURCE_EXECUTABLE, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     messages = []
     for number, line in enumerate(completed.stdout.splitlines(), start=1):

@@ -60,11 +60,12 @@ def read(
     config: dict[str, t.Any],
     catalog: dict[str, t.Any],
     state: list[dict[str, t.Any]] | None = None,
+    env: dict[str, str] | None = None,
 ) -> SourceRun:
     args = ["read", "--config", files("config", config), "--catalog", files("catalog", catalog)]
     if state is not None:
         args += ["--state", files("state", state)]
-    return run_source(args)
+    return run_source(args, env=env)
 
 
 def test_validation_rejects_what_the_protocol_does_not_allow() -> None:
@@ -269,15 +270,35 @@ def test_wrong_credentials_fail_the_read_in_one_line_without_secrets(
     assert all(s and s[-1] in {"COMPLETE", "INCOMPLETE"} for s in statuses.values()), statuses
 
 
+def test_at_debug_level_the_error_carries_a_redacted_traceback(
+    sandbox: Sandbox, files: Files
+) -> None:
+    config = wrong_credentials(sandbox)
+    catalog = discover(files, config)
+    only = configured_catalog(catalog, {"perform_engage_conversations": "incremental"})
+    run = read(files, config, only, env={"TAP_CONVERSATIONS_LOGLEVEL": "DEBUG"})
+    assert run.returncode == 1
+    (error,) = run.traces("ERROR")
+    assert "Traceback" in error["error"]["stack_trace"]
+    assert any(m["log"]["level"] == "DEBUG" for m in run.of_type("LOG"))
+    assert run.stderr == ""
+    for secret in (*SECRETS, *WRONG_SECRETS):
+        assert secret not in run.stdout
+
+
 def test_a_bad_config_is_a_config_error_naming_each_problem(files: Files) -> None:
-    config = {"onq": {"api_key": "k", "api_secret": "s3cr3t-value", "api_url": "ftp://x"}}
+    config = {
+        "onq": {"api_key": "k", "api_secret": "s3cr3t-value", "api_url": "ftp://x"},
+        "respondent": {"api_key": 987654321, "api_secret": "r3sp-s3cr3t"},  # a number: echoed
+    }
     run = run_source(["discover", "--config", files("config", config)])
     assert run.returncode == 1
     (error,) = run.traces("ERROR")
     assert error["error"]["failure_type"] == "config_error"
-    for problem in ("api_url", "issuer", "subject", "audience"):
+    for problem in ("api_url", "issuer", "subject", "audience", "['respondent']['api_key']"):
         assert problem in error["error"]["message"]
-    assert "s3cr3t-value" not in run.stdout + run.stderr
+    for secret in ("s3cr3t-value", "987654321", "r3sp-s3cr3t"):
+        assert secret not in run.stdout + run.stderr
 
 
 def test_check_reports_each_provider_with_wrong_credentials_without_secrets(
