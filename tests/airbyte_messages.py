@@ -191,6 +191,17 @@ class SourceRun:
             if trace["stream_status"]["stream_descriptor"]["name"] == stream
         ]
 
+    def streams_without_closing_state(self) -> list[str]:
+        """Streams whose last RECORD is not followed by a STATE of theirs."""
+        last_record: dict[str, int] = {}
+        last_state: dict[str, int] = {}
+        for index, message in enumerate(self.messages):
+            if message["type"] == "RECORD":
+                last_record[message["record"]["stream"]] = index
+            elif message["type"] == "STATE":
+                last_state[message["state"]["stream"]["stream_descriptor"]["name"]] = index
+        return [s for s, i in last_record.items() if last_state.get(s, -1) < i]
+
     def final_states(self) -> list[dict[str, t.Any]]:
         """The last STATE of each stream: what Airbyte keeps and passes to the next read."""
         last: dict[str, dict[str, t.Any]] = {}

@@ -139,6 +139,7 @@ def test_read_sends_every_record_once_then_only_changes_with_the_state_it_sent(
         assert first.statuses(stream) == ["STARTED", "RUNNING", "COMPLETE"], stream
     for message in first.of_type("RECORD"):
         assert message["record"]["emitted_at"] > 1_700_000_000_000  # milliseconds
+    assert first.streams_without_closing_state() == []
     state = first.final_states()
     assert {s["stream"]["stream_descriptor"]["name"] for s in state} == set(STREAMS)
     assert all(s["type"] == "STREAM" for s in state)
@@ -148,6 +149,7 @@ def test_read_sends_every_record_once_then_only_changes_with_the_state_it_sent(
     changes["respondent"] = sandbox.mutate("respondent", changed=3, added=2)
     second = read(files, config, catalog, state)
     assert second.returncode == 0, second.stdout[-3000:]
+    assert second.streams_without_closing_state() == []
     top_level = {
         "perform_engage": "perform_engage_conversations",
         "onq": "onq_conversations",

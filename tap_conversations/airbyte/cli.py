@@ -107,12 +107,7 @@ class Source:
         # fails and `check` ends in a TRACE error.
         from tap_conversations.check import check_providers  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: PLC0415
 
-        try:
-            TapConversations(config=config)  # config problems, all at once, before a request
-        except ConfigValidationError as error:
-            self._connection_status(succeeded=False, message=one_line(error))
-            return
-        results = check_providers(config)
+        results = check_providers(config)  # config problems too, each on its provider's line
         failed = [result for result in results if not result.ok]
         if not results:
             names = ", ".join(provider.key for provider in PROVIDERS)
@@ -163,9 +158,9 @@ class Source:
         try:
             tap.sync_all()
         except BaseException:
-            writer.statuses.finish(succeeded=False)
+            writer.finish(succeeded=False)
             raise
-        writer.statuses.finish(succeeded=True)
+        writer.finish(succeeded=True)
 
     def fail(self, error: BaseException) -> None:
         """One TRACE error for a failure: the one-line reason, secrets redacted."""

@@ -115,6 +115,20 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
         self.statuses.track(tap, self.configured)
         stream_state_changes(incoming_state, self._sent_state, self.configured)
 
+    def finish(self, *, succeeded: bool) -> None:
+        """End the read: the last STATEs, then the final stream statuses.
+
+        After a success, each stream that sent records since its last STATE gets one more (its
+        bookmark did not move, so the tap sent none): a STATE after a stream's records is what
+        tells Airbyte they are all delivered.
+        """
+        if succeeded:
+            for name, count in self._records_since_state.items():
+                if count and name in self._sent_state:
+                    self.output.write(stream_state_message(name, self._sent_state[name], count))
+            self._records_since_state.clear()
+        self.statuses.finish(succeeded=succeeded)
+
     @override
     def write_message(self, message: t.Any) -> None:
         if type(message) is RecordMessage:  # the hot path: one call per record
