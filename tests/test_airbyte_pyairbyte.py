@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import typing as t
 from collections import Counter
@@ -54,10 +55,10 @@ class PyAirbyte:
         }
 
     def install(self) -> None:
-        uv = shutil.which("uv")
+        uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in $UV
         assert uv, "uv is needed to build the PyAirbyte environment (scripts/test.sh installs it)"
         for command in (
-            [uv, "venv", "--quiet", "--python", "3.11", str(self.root / "venv")],
+            [uv, "venv", "--quiet", "--python", sys.executable, str(self.root / "venv")],
             [uv, "pip", "install", "--quiet", "--python", str(self.python), PYAIRBYTE],
         ):
             done = subprocess.run(command, capture_output=True, text=True, timeout=800, check=False)
