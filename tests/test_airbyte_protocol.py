@@ -7,12 +7,15 @@ against the protocol models (`tests.airbyte_messages.validate`).
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import typing as t
 
 import pytest
 
 from sandbox import SECRETS
 from tests.airbyte_messages import (
+    SOURCE_EXECUTABLE,
     STREAMS,
     WRONG_SECRETS,
     ProtocolViolation,
@@ -323,3 +326,42 @@ def test_check_reports_each_provider_with_wrong_credentials_without_secrets(
     assert "onQ" not in message  # its credentials are right
     for secret in (*SECRETS, *WRONG_SECRETS):
         assert secret not in bad.stdout + bad.stderr
+
+
+def test_a_cancelled_read_ends_incomplete_and_its_state_loses_nothing(
+    sandbox_factory: t.Callable[..., Sandbox], files: Files
+) -> None:
+    """Airbyte cancels a sync with SIGTERM; the next read starts from the state it got."""
+    sandbox = sandbox_factory(pe_conversations=150, pe_plans=2, pe_max_limit=20, latency_ms=10)
+    config = {"perform_engage": sandbox.tap_config()["perform_engage"], "max_concurrency": 2}
+    catalog = configured_catalog(discover(files, config))
+    args = ["read", "--config", files("config", config), "--catalog", files("catalog", catalog)]
+    with subprocess.Popen(
+        [SOURCE_EXECUTABLE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        lines, records = [], 0
+        for line in process.stdout:
+            lines.append(line)
+            records += '"type":"RECORD"' in line and "perform_engage_conversations" in line
+            if records == 20:
+                process.send_signal(signal.SIGTERM)
+                break
+        rest, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stderr == ""
+    lines += rest.splitlines()
+    cancelled = [json.loads(line) for line in lines]
+    for message in cancelled:
+        validate(message)
+    run = SourceRun(cancelled, 1, "".join(lines), "")
+    (error,) = run.traces("ERROR")
+    assert error["error"]["failure_type"] == "transient_error"
+    assert run.statuses("perform_engage_conversations")[-1] == "INCOMPLETE"
+    delivered = {r["api_id"] for r in run.records("perform_engage_conversations")}
+    assert 20 <= len(delivered) < 150
+
+    resumed = read(files, config, catalog, run.final_states())
+    assert resumed.returncode == 0
+    again = {r["api_id"] for r in resumed.records("perform_engage_conversations")}
+    assert delivered | again == {c["api_id"] for c in sandbox.data.pe_conversations}
