@@ -19,6 +19,7 @@ from pathlib import Path
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_conversations.airbyte import catalog as translate
+from tap_conversations.airbyte.cancellation import Cancellation, ReadCancelled
 from tap_conversations.airbyte.logs import AirbyteLogHandler, debug_enabled, install
 from tap_conversations.airbyte.protocol import (
     MessageOutput,
@@ -54,7 +55,7 @@ def one_line(error: BaseException) -> str:
         problems = "; ".join(str(problem) for problem in error.errors or [])
         return f"{error}: {problems}" if problems and problems != str(error) else str(error)
     if isinstance(error, SystemExit | KeyboardInterrupt):
-        return "the read was interrupted (SIGTERM/SIGINT); state up to this point was sent"
+        return "interrupted (SIGTERM or SIGINT)"
     text = " ".join(str(error).split())
     return text or type(error).__name__
 
@@ -62,7 +63,7 @@ def one_line(error: BaseException) -> str:
 def failure_type(error: BaseException) -> t.Any:
     if isinstance(error, ConfigValidationError | translate.AirbyteInputError | InputFileError):
         return models.FailureType.config_error
-    if isinstance(error, SystemExit | KeyboardInterrupt):
+    if isinstance(error, ReadCancelled | SystemExit | KeyboardInterrupt):
         return models.FailureType.transient_error
     return models.FailureType.system_error
 
@@ -83,9 +84,18 @@ def documentation_url() -> str | None:
 class Source:
     """The four protocol commands over `TapConversations`."""
 
-    def __init__(self, output: MessageOutput, log_handler: AirbyteLogHandler) -> None:
+    def __init__(
+        self, output: MessageOutput, log_handler: AirbyteLogHandler, cancellation: Cancellation
+    ) -> None:
         self.output = output
         self.log_handler = log_handler
+        self.cancellation = cancellation
+
+    def tap(self, **kwargs: t.Any) -> TapConversations:
+        """The tap, with our signal handlers back in place (its constructor sets the SDK's)."""
+        tap = TapConversations(**kwargs)
+        self.cancellation.install()
+        return tap
 
     def spec(self) -> None:
         self.output.write(
@@ -108,6 +118,7 @@ class Source:
         from tap_conversations.check import check_providers  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: PLC0415
 
         results = check_providers(config)  # config problems too, each on its provider's line
+        self.cancellation.install()
         failed = [result for result in results if not result.ok]
         if not results:
             names = ", ".join(provider.key for provider in PROVIDERS)
@@ -128,7 +139,7 @@ class Source:
         )
 
     def discover(self, config: dict[str, t.Any]) -> None:
-        tap = TapConversations(config=config)
+        tap = self.tap(config=config)
         self.output.write(
             models.AirbyteMessage(
                 type=models.Type.CATALOG, catalog=translate.airbyte_catalog(tap.catalog_dict)
@@ -136,7 +147,7 @@ class Source:
         )
 
     def read(self, config: dict[str, t.Any], configured_catalog: t.Any, state: t.Any) -> None:
-        discovery = TapConversations(config=config)
+        discovery = self.tap(config=config)
         if not isinstance(configured_catalog, dict):
             msg = "the configured catalog must be a JSON object with a 'streams' list"
             raise translate.AirbyteInputError(msg)
@@ -150,8 +161,10 @@ class Source:
                     "Reading '%s' in full: a stream of its family is in full refresh mode", name
                 )
         singer_catalog = translate.selected_catalog(discovery.catalog_dict, configured)
-        writer = AirbyteMessageWriter(self.output, [stream.name for stream in configured])
-        tap = TapConversations(
+        writer = AirbyteMessageWriter(
+            self.output, [stream.name for stream in configured], self.cancellation
+        )
+        tap = self.tap(
             config=config, catalog=singer_catalog, state=singer_state, message_writer=writer
         )
         writer.track(tap, singer_state)
@@ -209,7 +222,9 @@ def run(args: argparse.Namespace, source: Source) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     output = MessageOutput()
-    source = Source(output, install(output))
+    cancellation = Cancellation(output)
+    cancellation.install()
+    source = Source(output, install(output), cancellation)
     try:
         run(args, source)
     except BaseException as error:  # every failure becomes a TRACE error

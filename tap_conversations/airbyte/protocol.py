@@ -100,26 +100,40 @@ class MessageOutput:
 
     RECORD lines collect in a 64 KiB buffer of our own (stdout may be unbuffered, e.g. with
     PYTHONUNBUFFERED, which would cost one system call per record); every other message is
-    flushed at once, so a STATE or LOG line never waits behind records.
+    flushed at once, so a STATE or LOG line never waits behind records. `writing_here` tells a
+    signal handler whether its thread is in the middle of a line (see `cancellation`).
     """
 
     def __init__(self, stream: t.BinaryIO | None = None) -> None:
         self._stream = stream if stream is not None else _stdout_buffered()
         self._lock = threading.Lock()
         self._line = bytearray()  # reused for every message, under the lock
+        self._writer: int | None = None  # the thread holding the lock
 
     def write(self, message: t.Any, *, flush: bool = True) -> None:
         payload = _builtins_of_message(message)
         with self._lock:
-            _encoder.encode_into(payload, self._line)
-            self._line.extend(b"\n")
-            self._stream.write(self._line)
-            if flush:
-                self._stream.flush()
+            self._writer = threading.get_ident()
+            try:
+                _encoder.encode_into(payload, self._line)
+                self._line.extend(b"\n")
+                self._stream.write(self._line)
+                if flush:
+                    self._stream.flush()
+            finally:
+                self._writer = None
 
     def flush(self) -> None:
         with self._lock:
-            self._stream.flush()
+            self._writer = threading.get_ident()
+            try:
+                self._stream.flush()
+            finally:
+                self._writer = None
+
+    def writing_here(self) -> bool:
+        """Whether the calling thread is writing a line right now."""
+        return self._writer == threading.get_ident()
 
 
 def _stdout_buffered() -> t.BinaryIO:

@@ -33,6 +33,8 @@ from tap_conversations.airbyte.protocol import (
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
 
+    from tap_conversations.airbyte.cancellation import Cancellation
+
 
 def _airbyte_record(message: RecordMessage) -> t.Any:
     extracted = message.time_extracted
@@ -102,9 +104,12 @@ class StreamStatuses:
 class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
     """Writes the Airbyte translation of each Singer message the tap emits."""
 
-    def __init__(self, output: MessageOutput, configured: t.Collection[str]) -> None:
+    def __init__(
+        self, output: MessageOutput, configured: t.Collection[str], cancellation: Cancellation
+    ) -> None:
         super().__init__()
         self.output = output
+        self.cancellation = cancellation
         self.configured = frozenset(configured)
         self.statuses = StreamStatuses(output)
         self._sent_state: dict[str, t.Any] = {}
@@ -131,6 +136,8 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
 
     @override
     def write_message(self, message: t.Any) -> None:
+        if self.cancellation.pending is not None:  # a signal came while a line was written
+            self.cancellation.raise_pending()
         if type(message) is RecordMessage:  # the hot path: one call per record
             stream = message.stream
             if stream not in self.statuses.running:

@@ -1,0 +1,55 @@
+"""SIGTERM / SIGINT during a command: stop at a safe point, then report it like any failure.
+
+Airbyte cancels a sync with SIGTERM. The SDK's own handler writes a STATE and exits from
+inside the signal handler, which here could re-enter the output while the interrupted code is
+half-way through a line (a deadlock, or a torn line). This handler instead raises
+`ReadCancelled` at once, or, when the main thread is in the middle of writing a line, as soon
+as the next message is written. The tap then sends the state of what was delivered (its
+`sync_all` does on any exception), and the CLI ends with a transient TRACE error and exit 1.
+"""
+
+from __future__ import annotations
+
+import signal
+import typing as t
+
+if t.TYPE_CHECKING:
+    from types import FrameType
+
+    from tap_conversations.airbyte.protocol import MessageOutput
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class ReadCancelled(BaseException):  # like KeyboardInterrupt: not an Exception to catch
+    """The platform asked the source to stop (SIGTERM or SIGINT)."""
+
+
+class Cancellation:
+    """Our handler for SIGTERM and SIGINT.
+
+    `install` it again after building a tap: the SDK's constructor installs its own.
+    """
+
+    def __init__(self, output: MessageOutput) -> None:
+        self.output = output
+        self.pending: signal.Signals | None = None
+        self.raised = False
+
+    def install(self) -> None:
+        for signum in SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.raised:
+            return  # already stopping: let the state be written
+        self.pending = signal.Signals(signum)
+        if not self.output.writing_here():
+            self.raise_pending()
+
+    def raise_pending(self) -> None:
+        """Raise `ReadCancelled` if a signal is waiting (once)."""
+        if self.pending is not None and not self.raised:
+            self.raised = True
+            msg = f"stopped by {self.pending.name}; the STATE messages cover every record sent"
+            raise ReadCancelled(msg)
