@@ -10,10 +10,12 @@ as the next message is written. The tap then sends the state of what was deliver
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import typing as t
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import FrameType
 
     from tap_conversations.airbyte.protocol import MessageOutput
@@ -40,6 +42,20 @@ class Cancellation:
         for signum in SIGNALS:
             signal.signal(signum, self._handle)
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold SIGTERM and SIGINT back while code we do not control builds taps.
+
+        Each tap installs the SDK's handler, which would print a Singer STATE; signals held
+        back reach ours once the block ends.
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            yield
+        finally:
+            self.install()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.raised:
             return  # already stopping: let the state be written
@@ -51,5 +67,5 @@ class Cancellation:
         """Raise `ReadCancelled` if a signal is waiting (once)."""
         if self.pending is not None and not self.raised:
             self.raised = True
-            msg = f"stopped by {self.pending.name}; the STATE messages cover every record sent"
+            msg = f"stopped by {self.pending.name}: the command was cancelled"
             raise ReadCancelled(msg)

@@ -117,8 +117,8 @@ class Source:
         # fails and `check` ends in a TRACE error.
         from tap_conversations.check import check_providers  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: PLC0415
 
-        results = check_providers(config)  # config problems too, each on its provider's line
-        self.cancellation.install()
+        with self.cancellation.held():  # short: one request per provider
+            results = check_providers(config)  # config problems too, each on its line
         failed = [result for result in results if not result.ok]
         if not results:
             names = ", ".join(provider.key for provider in PROVIDERS)
