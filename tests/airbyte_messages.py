@@ -22,25 +22,33 @@ from pathlib import Path
 
 from airbyte_protocol_dataclasses import models  # type: ignore[import-untyped]
 
+from tests.children import DERIVED
+
 if t.TYPE_CHECKING:
     from sandbox import Sandbox
 
 #: stream -> (primary key, cursor or None), as the README's stream table documents them.
-STREAMS: dict[str, tuple[str, str | None]] = {
-    "perform_engage_conversations": ("api_id", "updated_date"),
-    "perform_engage_conversation_details": ("api_id", "updated_date"),
-    "perform_engage_conversation_plans": ("api_id", None),
-    "perform_engage_conversation_plan_details": ("api_id", None),
-    "onq_conversations": ("id", "last_updated_on"),
-    "respondent_conversations": ("uid", "updatedAt"),
-    "respondent_messages": ("uid", "updatedAt"),
+STREAMS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "perform_engage_conversations": (("api_id",), "updated_date"),
+    "perform_engage_conversation_details": (("api_id",), "updated_date"),
+    "perform_engage_conversation_elements": (
+        ("conversation_api_id", "position"),
+        "conversation_updated_date",
+    ),
+    "perform_engage_conversation_plans": (("api_id",), None),
+    "perform_engage_conversation_plan_details": (("api_id",), None),
+    "perform_engage_conversation_plan_users": (("plan_api_id", "api_id"), None),
+    "perform_engage_conversation_plan_departments": (("plan_api_id", "api_id"), None),
+    "onq_conversations": (("id",), "last_updated_on"),
+    "respondent_conversations": (("uid",), "updatedAt"),
+    "respondent_messages": (("uid",), "updatedAt"),
+    "respondent_participants": (("conversation_uid", "uid"), "conversation_updated_at"),
 }
 
 
 def expected_records(sandbox: Sandbox) -> dict[str, list[dict[str, t.Any]]]:
     """Every record the sandbox holds, per stream, as the tap delivers it."""
     data = sandbox.data
-    conversations = data.respondent_conversations
     return {
         "perform_engage_conversations": data.pe_conversations,
         "perform_engage_conversation_details": list(data.pe_conversation_details.values()),
@@ -49,10 +57,8 @@ def expected_records(sandbox: Sandbox) -> dict[str, list[dict[str, t.Any]]]:
         "onq_conversations": [
             {**r, "id": str(r["id"]), "org_id": str(r["org_id"])} for r in data.onq_conversations
         ],
-        "respondent_conversations": conversations,
-        "respondent_messages": [
-            {**m, "conversation_uid": c["uid"]} for c in conversations for m in c["messages"]
-        ],
+        "respondent_conversations": data.respondent_conversations,
+        **{derived.stream: derived.expected(sandbox) for derived in DERIVED},
     }
 
 

@@ -5,7 +5,8 @@
 
 `read` reads every stream (incremental where the source supports it, PyAirbyte's default) into
 a DuckDB cache kept in D, so a second `read` continues from the state PyAirbyte stored, then
-writes each stream's table as {stream: [{key, extracted_at_ms}]}. `check` writes whether the
+writes each stream's table as {stream: [{key, extracted_at_ms}]} (a composite key joined by
+"|"). `check` writes whether the
 connection check passed and the text PyAirbyte reports. This file imports `airbyte`, which is
 not installed in the tap's own environment: it is not a test module.
 """
@@ -20,14 +21,19 @@ from pathlib import Path
 import airbyte as ab
 from sqlalchemy import text
 
+#: stream -> its primary key columns (PyAirbyte's DuckDB column names are these, lower case).
 KEYS = {
-    "perform_engage_conversations": "api_id",
-    "perform_engage_conversation_details": "api_id",
-    "perform_engage_conversation_plans": "api_id",
-    "perform_engage_conversation_plan_details": "api_id",
-    "onq_conversations": "id",
-    "respondent_conversations": "uid",
-    "respondent_messages": "uid",
+    "perform_engage_conversations": ("api_id",),
+    "perform_engage_conversation_details": ("api_id",),
+    "perform_engage_conversation_elements": ("conversation_api_id", "position"),
+    "perform_engage_conversation_plans": ("api_id",),
+    "perform_engage_conversation_plan_details": ("api_id",),
+    "perform_engage_conversation_plan_users": ("plan_api_id", "api_id"),
+    "perform_engage_conversation_plan_departments": ("plan_api_id", "api_id"),
+    "onq_conversations": ("id",),
+    "respondent_conversations": ("uid",),
+    "respondent_messages": ("uid",),
+    "respondent_participants": ("conversation_uid", "uid"),
 }
 
 
@@ -47,11 +53,12 @@ def read(args: argparse.Namespace) -> dict[str, object]:
     result = conversations.read(cache=cache)
     tables: dict[str, list[dict[str, object]]] = {}
     with cache.get_sql_engine().connect() as connection:
-        for stream, key in KEYS.items():
+        for stream, columns in KEYS.items():
             table = cache.processor.get_sql_table_name(stream)
+            key = ", ".join(f"cast({column} as varchar)" for column in columns)
             rows = connection.execute(
                 text(
-                    f"select cast({key} as varchar) as key, "
+                    f"select concat_ws('|', {key}) as key, "
                     "epoch_ms(_airbyte_extracted_at) as extracted_at_ms "
                     f"from {cache.schema_name}.{table}"
                 )

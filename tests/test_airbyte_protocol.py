@@ -26,7 +26,8 @@ from tests.airbyte_messages import (
     validate,
     wrong_credentials,
 )
-from tests.helpers import as_instant, assert_same_records
+from tests.children import ELEMENTS, assert_rows_match
+from tests.helpers import as_instant
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -69,6 +70,13 @@ def read(
     if state is not None:
         args += ["--state", files("state", state)]
     return run_source(args, env=env)
+
+
+TOP_LEVEL = {
+    "perform_engage": "perform_engage_conversations",
+    "onq": "onq_conversations",
+    "respondent": "respondent_conversations",
+}
 
 
 def test_validation_rejects_what_the_protocol_does_not_allow() -> None:
@@ -116,8 +124,8 @@ def test_discover_describes_every_stream_with_key_and_cursor(
     assert set(streams) == set(STREAMS)
     for name, (key, cursor) in STREAMS.items():
         stream = streams[name]
-        assert stream["source_defined_primary_key"] == [[key]], name
-        assert key in stream["json_schema"]["properties"], name
+        assert stream["source_defined_primary_key"] == [[field] for field in key], name
+        assert set(key) <= set(stream["json_schema"]["properties"]), name
         if cursor:
             assert stream["supported_sync_modes"] == ["full_refresh", "incremental"], name
             assert stream["source_defined_cursor"] is True
@@ -138,13 +146,16 @@ def test_read_sends_every_record_once_then_only_changes_with_the_state_it_sent(
     assert first.of_type("LOG")
     expected = expected_records(sandbox)
     for stream, (key, _) in STREAMS.items():
-        assert_same_records(first.records(stream), expected[stream], key)
-        assert first.statuses(stream) == ["STARTED", "RUNNING", "COMPLETE"], stream
+        assert_rows_match(first.records(stream), expected[stream], key)
+        running = ["RUNNING"] if expected[stream] else []
+        assert first.statuses(stream) == ["STARTED", *running, "COMPLETE"], stream
     for message in first.of_type("RECORD"):
         assert message["record"]["emitted_at"] > 1_700_000_000_000  # milliseconds
     assert first.streams_without_closing_state() == []
     state = first.final_states()
-    assert {s["stream"]["stream_descriptor"]["name"] for s in state} == set(STREAMS)
+    with_records = {stream for stream, rows in expected.items() if rows}
+    assert with_records >= set(TOP_LEVEL.values())
+    assert {s["stream"]["stream_descriptor"]["name"] for s in state} >= with_records
     assert all(s["type"] == "STREAM" for s in state)
     assert "progress_markers" not in json.dumps(state)
 
@@ -153,14 +164,9 @@ def test_read_sends_every_record_once_then_only_changes_with_the_state_it_sent(
     second = read(files, config, catalog, state)
     assert second.returncode == 0, second.stdout[-3000:]
     assert second.streams_without_closing_state() == []
-    top_level = {
-        "perform_engage": "perform_engage_conversations",
-        "onq": "onq_conversations",
-        "respondent": "respondent_conversations",
-    }
     now = expected_records(sandbox)
-    for provider, stream in top_level.items():
-        key, cursor = STREAMS[stream]
+    for provider, stream in TOP_LEVEL.items():
+        (key,), cursor = STREAMS[stream]
         changed = {str(k) for k in changes[provider].changed_keys + changes[provider].added_keys}
         bookmark = next(
             s["stream"]["stream_state"]["replication_key_value"]
@@ -176,6 +182,9 @@ def test_read_sends_every_record_once_then_only_changes_with_the_state_it_sent(
     # Children follow their parents; full-table plans are read in full every time.
     assert {r["api_id"] for r in second.records("perform_engage_conversation_details")} == {
         r["api_id"] for r in second.records("perform_engage_conversations")
+    }
+    assert {r["conversation_api_id"] for r in second.records(ELEMENTS.stream)} <= {
+        r["api_id"] for r in second.records("perform_engage_conversation_details")
     }
     assert second.counts()["perform_engage_conversation_plans"] == len(sandbox.data.pe_plans)
 
@@ -227,11 +236,6 @@ def test_only_the_configured_streams_are_read(sandbox: Sandbox, files: Files) ->
     assert states <= set(modes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tap bug: for a deselected parent, records.RecordChecker.check drops every field "
-    "(the key too) before get_child_context reads it: KeyError 'api_id' (Singer side as well)",
-)
 def test_a_child_stream_can_be_read_without_its_parent(sandbox: Sandbox, files: Files) -> None:
     config = {"perform_engage": sandbox.tap_config()["perform_engage"]}
     catalog = discover(files, config)

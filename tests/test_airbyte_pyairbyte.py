@@ -28,6 +28,7 @@ from tests.airbyte_messages import (
     expected_records,
     wrong_credentials,
 )
+from tests.children import DERIVED
 from tests.helpers import as_instant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -105,6 +106,11 @@ def sandbox() -> t.Iterator[Sandbox]:
         yield running
 
 
+def joined_key(row: dict[str, t.Any], key: tuple[str, ...]) -> str:
+    """A row's primary key as the driver writes it: the values joined by "|"."""
+    return "|".join(str(row[field]) for field in key)
+
+
 def keys_by_stream(tables: dict[str, list[dict[str, t.Any]]]) -> dict[str, Counter[str]]:
     return {stream: Counter(str(row["key"]) for row in rows) for stream, rows in tables.items()}
 
@@ -117,7 +123,7 @@ def assert_cache_holds_the_sandbox_once(
         key = STREAMS[stream][0]
         duplicated = [k for k, n in keys.items() if n > 1]
         assert not duplicated, f"{stream}: keys cached more than once: {duplicated[:3]}"
-        assert set(keys) == {str(r[key]) for r in expected[stream]}, stream
+        assert set(keys) == {joined_key(r, key) for r in expected[stream]}, stream
 
 
 def newest_keys(sandbox: Sandbox) -> dict[str, set[str]]:
@@ -128,7 +134,9 @@ def newest_keys(sandbox: Sandbox) -> dict[str, set[str]]:
         key, cursor = STREAMS[stream]
         assert cursor
         latest = max(as_instant(r[cursor]) for r in records[stream])
-        newest[stream] = {str(r[key]) for r in records[stream] if as_instant(r[cursor]) == latest}
+        newest[stream] = {
+            joined_key(r, key) for r in records[stream] if as_instant(r[cursor]) == latest
+        }
     return newest
 
 
@@ -155,14 +163,18 @@ def test_pyairbyte_reads_every_stream_once_then_only_the_changes(
         mutation = changes[provider]
         changed = {str(k) for k in mutation.changed_keys + mutation.added_keys}
         assert changed <= fresh[stream] <= changed | at_bookmark[stream], stream
+    # Children follow their parents: exactly the rows of the parents sent again.
     assert fresh["perform_engage_conversation_details"] == fresh["perform_engage_conversations"]
-    messages = {c["uid"]: c["messages"] for c in sandbox.data.respondent_conversations}
-    assert fresh["respondent_messages"] == {
-        m["uid"] for uid in fresh["respondent_conversations"] for m in messages[uid]
-    }
+    for derived in DERIVED:
+        assert fresh[derived.stream] == {
+            joined_key(row, derived.key)
+            for row in derived.expected(sandbox)
+            if str(row[derived.join]) in fresh[derived.parent]
+        }, derived.stream
     # Plans have no update time: every run sends them all (and the cache keeps one row each).
     plans = {p["api_id"] for p in sandbox.data.pe_plans}
     assert fresh["perform_engage_conversation_plans"] == plans
+    assert fresh["perform_engage_conversation_plan_details"] == plans
     assert second["processed_records"] == sum(len(keys) for keys in fresh.values())
 
 
