@@ -1,7 +1,10 @@
 """Scenario A: the same CPU-bound sync through `source-conversations read` and the Singer tap.
 
 The setup of scenario C (onQ, 50,000 conversations, pages of 1,000, no latency). Measured runs
-write stdout to /dev/null (as in scenario C) and alternate, best of `CPU_REPEATS` by CPU each.
+write stdout to /dev/null (as in scenario C) and alternate, `REPEATS` of each. The goal is on
+records per CPU-second (each side's least-CPU run): the sync is CPU bound, and on a shared
+two-core machine its wall time mostly says what else was running (the sandbox included). The
+wall-clock records/s of each side's fastest run is reported beside it.
 One more run of each, unmeasured and after them, keeps its stdout to count the records (RECORD
 lines, Singer or Airbyte): reading tens of MB into this process before a measured run would
 inflate that child's peak RSS (a forked child starts as a copy of its parent). Goal: the
@@ -16,7 +19,6 @@ import typing as t
 from bench.run import (
     CPU_CONVERSATIONS,
     CPU_PAGE_SIZE,
-    CPU_REPEATS,
     NO_PROVIDERS,
     Bench,
     ChildRun,
@@ -28,6 +30,7 @@ from bench.run import (
 from bench.sandbox_process import SandboxProcess
 
 GOAL_RATE_RATIO = 0.85  # Airbyte source records/s / Singer tap records/s
+REPEATS = 3
 STREAM = "onq_conversations"
 
 
@@ -76,7 +79,7 @@ def scenario_airbyte(bench: Bench) -> list[Row]:
                 catalog_path,
             ],
         }
-        for attempt in range(1, CPU_REPEATS + 1):
+        for attempt in range(1, REPEATS + 1):
             for name in ("tap", "source"):
                 log(f"A: {name}, run {attempt} ...")
                 run = bench.run(argv[name])
@@ -87,22 +90,26 @@ def scenario_airbyte(bench: Bench) -> list[Row]:
             records = count_records(bench.run(argv[name], stdout_to_null=False).stdout)
             if records != CPU_CONVERSATIONS:
                 bench.notes.append(f"A: {name} wrote {records} records, not {CPU_CONVERSATIONS}")
-    best: dict[str, tuple[ChildRun, int, int]] = {
-        name: min(results, key=lambda item: item[0].cpu) for name, results in runs.items()
-    }
-    tap, source = best["tap"], best["source"]
-    rate_ratio = (source[2] / source[0].wall) / (tap[2] / tap[0].wall)
-    cpu_ratio = source[0].cpu / tap[0].cpu
-    label = f"best of {CPU_REPEATS} by CPU"
+    fastest = {name: min(results, key=lambda item: item[0].wall) for name, results in runs.items()}
+    least_cpu = {name: min(run.cpu for run, _, _ in results) for name, results in runs.items()}
+    tap, source = fastest["tap"], fastest["source"]
+    # The same number of records on both sides: rate ratios are time ratios.
+    cpu_rate_ratio = least_cpu["tap"] / least_cpu["source"]
+    wall_rate_ratio = tap[0].wall / source[0].wall
+    label = f"fastest of {REPEATS}"
     return [
         _row(scenario, f"Singer tap: tap-conversations ({label})", tap),
         _row(
             scenario,
             f"Airbyte source: source-conversations read ({label})",
             source,
-            result=f"records/s {rate_ratio:.2f}x the tap's; CPU {cpu_ratio:.2f}x",
-            goal=f">= {GOAL_RATE_RATIO:g}x the tap's records/s",
-            status=verdict(rate_ratio >= GOAL_RATE_RATIO),
+            result=(
+                f"records per CPU-second {cpu_rate_ratio:.2f}x the tap's (least CPU of "
+                f"{REPEATS}: {least_cpu['source']:.2f} s vs {least_cpu['tap']:.2f} s); "
+                f"wall records/s {wall_rate_ratio:.2f}x"
+            ),
+            goal=f">= {GOAL_RATE_RATIO:g}x the tap's records per CPU-second",
+            status=verdict(cpu_rate_ratio >= GOAL_RATE_RATIO),
         ),
     ]
 
