@@ -46,7 +46,7 @@ def test_labels_and_entrypoint_name_the_source_and_its_version() -> None:
 
 
 @pytest.mark.e2e
-def test_the_build_stage_installs_a_working_source_without_dev_tools(tmp_path: Path) -> None:
+def test_the_build_stage_installs_a_working_source_without_dependency_groups(tmp_path: Path) -> None:
     uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in $UV
     assert uv, "uv is needed (scripts/test.sh installs it)"
     context = tmp_path / "src"
@@ -84,7 +84,7 @@ def test_the_build_stage_installs_a_working_source_without_dev_tools(tmp_path: P
     message = json.loads(line)
     validate(message)
     assert message["type"] == "SPEC"
-    for dev_tool in ("pytest", "meltano", "mypy"):
+    for dev_tool in ("pytest", "meltano", "mypy", "dagster"):
         found = subprocess.run(
             [str(venv / "bin" / "python"), "-c", f"import {dev_tool}"],
             capture_output=True,
