@@ -46,7 +46,7 @@ def test_labels_and_entrypoint_name_the_source_and_its_version() -> None:
 
 
 @pytest.mark.e2e
-def test_the_build_stage_installs_a_working_source_without_dependency_groups(tmp_path: Path) -> None:
+def test_the_build_stage_installs_a_working_source_and_no_group(tmp_path: Path) -> None:
     uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in $UV
     assert uv, "uv is needed (scripts/test.sh installs it)"
     context = tmp_path / "src"
