@@ -8,6 +8,7 @@ YAML; no dependencies). They are plain dataclasses, so serialising them is ours:
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import enum
 import io
@@ -105,7 +106,10 @@ class MessageOutput:
     """
 
     def __init__(self, stream: t.BinaryIO | None = None) -> None:
-        self._stream = stream if stream is not None else _stdout_buffered()
+        if stream is None:
+            stream = _stdout_buffered()
+            atexit.register(self.flush)  # a log line from a thread still running at exit
+        self._stream = stream
         self._lock = threading.Lock()
         self._line = bytearray()  # reused for every message, under the lock
         self._writer: int | None = None  # the thread holding the lock
