@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import typing as t
 
 if t.TYPE_CHECKING:
@@ -37,8 +38,16 @@ class Cancellation:
         self.output = output
         self.pending: signal.Signals | None = None
         self.raised = False
+        self.stop_events: list[threading.Event] = []
 
-    def install(self) -> None:
+    def install(self, stopping: threading.Event | None = None) -> None:
+        """Handle SIGTERM and SIGINT here.
+
+        On a signal, `stopping` (a tap's own event) is set too: it ends the waits of the tap's
+        providers, e.g. a Retry-After pause on a worker thread.
+        """
+        if stopping is not None:
+            self.stop_events.append(stopping)
         for signum in SIGNALS:
             signal.signal(signum, self._handle)
 
@@ -60,6 +69,8 @@ class Cancellation:
         if self.raised:
             return  # already stopping: let the state be written
         self.pending = signal.Signals(signum)
+        for stopping in self.stop_events:
+            stopping.set()
         if not self.output.writing_here():
             self.raise_pending()
 

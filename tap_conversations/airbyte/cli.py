@@ -17,6 +17,7 @@ import typing as t
 from pathlib import Path
 
 from singer_sdk.exceptions import ConfigValidationError
+from typing_extensions import override
 
 from tap_conversations.airbyte import catalog as translate
 from tap_conversations.airbyte.cancellation import Cancellation, ReadCancelled
@@ -29,6 +30,9 @@ from tap_conversations.airbyte.protocol import (
 )
 from tap_conversations.airbyte.writer import AirbyteMessageWriter
 from tap_conversations.tap import PROVIDERS, TapConversations
+
+if t.TYPE_CHECKING:
+    from singer_sdk.streams import Stream
 
 logger = logging.getLogger("source-conversations")
 
@@ -81,6 +85,20 @@ def documentation_url() -> str | None:
     return None
 
 
+class AirbyteTap(TapConversations):
+    """The tap, telling its Airbyte writer when a provider's streams stop on an error.
+
+    The tap runs providers as groups that fail independently; `after_failed_group` is its
+    public hook for that moment, and the writer marks those streams INCOMPLETE at once.
+    """
+
+    @override
+    def after_failed_group(self, group: str, streams: list[Stream], error: Exception) -> None:
+        super().after_failed_group(group, streams, error)
+        if isinstance(self.message_writer, AirbyteMessageWriter):
+            self.message_writer.group_failed(stream.name for stream in streams)
+
+
 class Source:
     """The four protocol commands over `TapConversations`."""
 
@@ -91,10 +109,12 @@ class Source:
         self.log_handler = log_handler
         self.cancellation = cancellation
 
-    def tap(self, **kwargs: t.Any) -> TapConversations:
-        """The tap, with our signal handlers back in place (its constructor sets the SDK's)."""
-        tap = TapConversations(**kwargs)
-        self.cancellation.install()
+    def tap(
+        self, tap_class: type[TapConversations] = TapConversations, **kwargs: t.Any
+    ) -> TapConversations:
+        """A tap, with our signal handlers back in place (its constructor sets its own)."""
+        tap = tap_class(**kwargs)
+        self.cancellation.install(tap.stopping)
         return tap
 
     def spec(self) -> None:
@@ -165,7 +185,11 @@ class Source:
             self.output, [stream.name for stream in configured], self.cancellation
         )
         tap = self.tap(
-            config=config, catalog=singer_catalog, state=singer_state, message_writer=writer
+            AirbyteTap,
+            config=config,
+            catalog=singer_catalog,
+            state=singer_state,
+            message_writer=writer,
         )
         writer.track(tap, singer_state)
         try:

@@ -82,6 +82,15 @@ class StreamStatuses:
         self.running.add(stream)
         self._emit(stream, models.AirbyteStreamStatus.RUNNING)
 
+    def fail_families(self, roots: t.Collection[str]) -> None:
+        """The families of these top-level streams stopped on an error: INCOMPLETE now."""
+        for name in self.order:
+            if self.family.get(name) in roots and name not in self.done:
+                self.done.add(name)
+                self._emit(name, models.AirbyteStreamStatus.INCOMPLETE)
+        if self.current_family in roots:
+            self.current_family = None
+
     def _end_family(self, family: str) -> None:
         for name in self.order:
             if self.family.get(name) == family and name in self.started and name not in self.done:
@@ -119,6 +128,13 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
         """Learn the tap's streams; the incoming state counts as already sent."""
         self.statuses.track(tap, self.configured)
         stream_state_changes(incoming_state, self._sent_state, self.configured)
+
+    def group_failed(self, streams: t.Iterable[str]) -> None:
+        """A provider's streams stopped on an error while the others run on (see `AirbyteTap`).
+
+        What they sent stays sent: their last STATE (written by the tap right after) covers it.
+        """
+        self.statuses.fail_families(set(streams))
 
     def finish(self, *, succeeded: bool) -> None:
         """End the read: the last STATEs, then the final stream statuses.
