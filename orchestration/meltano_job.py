@@ -169,6 +169,9 @@ class MeltanoProject:
         base = os.environ if base_env is None else base_env
         env = meltano_env(partition, target, providers, base)
         env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+        # Records per stream are read from the tap's METRIC lines, which it logs only when
+        # asked (they are DEBUG by default, so a plain run stays quiet).
+        env["TAP_CONVERSATIONS_METRICS_LOG_LEVEL"] = "INFO"
         env.update(self._system_dir_env(partition, env))
         outcome = RunOutcome(command=self.command(partition, target))
         with subprocess.Popen(  # noqa: S603 - a fixed command, no shell
