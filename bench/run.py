@@ -14,8 +14,11 @@ against a sandbox running in a process of its own (so the server never shares th
   bare environment and in a Meltano-sized one (150 variables; `meltano run` gave the tap 110).
   CPU is user + sys of that child alone (`os.wait4`), best of 2; each side's start-up, measured
   on an empty account, is subtracted, and the rest divided by the records written.
-- M, memory: peak RSS of the tap syncing Perform & Engage with 2,000 and with 20,000
-  conversations (no latency, 20 plans, `max_concurrency` 8).
+- M, memory: peak RSS of the tap syncing Perform & Engage with 2,000 and with 50,000
+  conversations (no latency, 20 plans, `max_concurrency` 8): the snapshot a list stream reads
+  first must not grow with the account.
+- R, replication (`bench/replication.py`): a run killed at ~60% of its details and resumed,
+  a re-run with no change and one with K changes.
 - A, Airbyte: scenario C's sync through `source-conversations read` vs the Singer tap,
   records/s (`bench/airbyte.py`).
 
@@ -60,7 +63,7 @@ CPU_PAGE_SIZE = 1_000
 CPU_REPEATS = 2  # best of, by CPU: two cores, and the sandbox keeps one of them busy
 DETAIL_CONVERSATIONS = 2_000
 MELTANO_SIZED_VARIABLES = 150  # `meltano run` gave the tap 110 here; containers add more
-MEMORY_SIZES = (2_000, 20_000)
+MEMORY_SIZES = (2_000, 50_000)
 MEMORY_PLANS = 20
 MEMORY_CONCURRENCY = 8
 
@@ -615,17 +618,27 @@ def scenario_airbyte(bench: Bench) -> list[Row]:
 
 # --- main --------------------------------------------------------------------------------------
 
+
+def scenario_replication(bench: Bench) -> list[Row]:
+    from bench.replication import scenario_replication as run  # noqa: PLC0415 - it imports us
+
+    return run(bench)
+
+
 SCENARIOS: dict[str, t.Callable[[Bench], list[Row]]] = {
     "L": scenario_latency,
     "C": scenario_cpu,
     "M": scenario_memory,
     "A": scenario_airbyte,
+    "R": scenario_replication,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--scenarios", default="LCMA", help="which of L, C, M, A (default: LCMA)")
+    parser.add_argument(
+        "--scenarios", default="LCMRA", help="which of L, C, M, R, A (default: LCMRA)"
+    )
     parser.add_argument("--profile", action="store_true", help="print cProfile hotspots only")
     parser.add_argument("--top", type=int, default=25, help="functions per profile listing")
     args = parser.parse_args(argv)

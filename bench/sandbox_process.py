@@ -28,10 +28,16 @@ class RequestTally:
 
     total: int
     by_status: dict[int, int]
+    by_endpoint: dict[str, int]  # path with ids (segments holding ':') replaced by {id}
 
     @property
     def failed(self) -> int:
         return sum(n for status, n in self.by_status.items() if status >= 400)
+
+
+def endpoint(path: str) -> str:
+    """`/a/b/580:xyz/` -> `/a/b/{id}/`: requests grouped by endpoint, not by record."""
+    return "/".join("{id}" if ":" in part else part for part in path.split("/"))
 
 
 def _serve(settings: dict[str, t.Any], conn: Connection) -> None:
@@ -47,7 +53,12 @@ def _serve(settings: dict[str, t.Any], conn: Connection) -> None:
                 entries = sandbox.requests
                 sandbox.reset_log()
                 by_status = collections.Counter(entry.status for entry in entries)
-                conn.send(RequestTally(len(entries), dict(by_status)))
+                by_endpoint = collections.Counter(endpoint(entry.path) for entry in entries)
+                conn.send(RequestTally(len(entries), dict(by_status), dict(by_endpoint)))
+            elif isinstance(command, tuple) and command[0] == "mutate":
+                _, provider, changed, added = command
+                result = sandbox.mutate(provider, changed=changed, added=added)
+                conn.send([str(k) for k in (*result.changed_keys, *result.added_keys)])
             else:
                 break
     finally:
@@ -92,6 +103,11 @@ class SandboxProcess:
         """Requests the sandbox answered since the previous tally (its log is then reset)."""
         self._conn.send("tally")
         return t.cast("RequestTally", self._receive(REPLY_TIMEOUT, "tally"))
+
+    def mutate(self, provider: str, changed: int, added: int = 0) -> list[str]:
+        """Change and add records upstream (`Sandbox.mutate`); returns their keys."""
+        self._conn.send(("mutate", provider, changed, added))
+        return t.cast("list[str]", self._receive(REPLY_TIMEOUT, "mutate"))
 
     def _receive(self, timeout: float, what: str) -> t.Any:
         if not self._conn.poll(timeout):

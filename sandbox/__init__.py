@@ -11,6 +11,7 @@ Only the standard library and PyJWT are used, so it runs anywhere the tap's test
 """
 
 from sandbox.app import PROVIDER_TYPES, Sandbox
+from sandbox.churn import CHURN_KINDS, Churn, ChurnLog
 from sandbox.data import MutationResult
 from sandbox.onq import AcceptedToken
 from sandbox.server import LoggedRequest
@@ -35,6 +36,7 @@ SECRETS: tuple[str, ...] = (PE_API_KEY, ONQ_API_SECRET, RESPONDENT_API_KEY, RESP
 
 __all__ = [
     "ALL_FAULT_KINDS",
+    "CHURN_KINDS",
     "ONQ_API_KEY",
     "ONQ_API_SECRET",
     "ONQ_AUDIENCE",
@@ -48,6 +50,8 @@ __all__ = [
     "RESPONDENT_API_SECRET",
     "SECRETS",
     "AcceptedToken",
+    "Churn",
+    "ChurnLog",
     "FaultSettings",
     "LoggedRequest",
     "MutationResult",

@@ -6,6 +6,7 @@ import threading
 from types import TracebackType
 from typing import Any, TypeVar
 
+from sandbox.churn import Churn, ChurnLog, ChurnSchedule
 from sandbox.data import MutationResult, SandboxData
 from sandbox.onq import AcceptedToken, Onq
 from sandbox.perform_engage import PerformEngage
@@ -40,6 +41,7 @@ class Sandbox:
     def __init__(self, settings: SandboxSettings | None = None) -> None:
         self.settings = settings or SandboxSettings()
         self.data = SandboxData(self.settings)
+        self.churn_schedule = self.data.churn = ChurnSchedule()
         self._providers = [kind(self.settings, self.data) for kind in PROVIDER_TYPES]
         self._dispatcher = Dispatcher(self.settings, self._providers)
         self._server: SandboxServer | None = None
@@ -181,3 +183,19 @@ class Sandbox:
     def vanish_details(self, provider: str = "perform_engage", n: int = 1) -> list[str]:
         """Make the detail endpoint of `n` listed conversations answer 404; returns their ids."""
         return self.data.vanish_details(provider, n)
+
+    def restore_details(self, provider: str = "perform_engage") -> None:
+        """Undo `vanish_details`: every listed conversation's detail answers again."""
+        self.data.restore_details(provider)
+
+    def churn(self, provider: str, churn: Churn) -> ChurnLog:
+        """Change `provider`'s conversation list between its list-page requests (see `Churn`).
+
+        Returns the log of what was done, filled in as pages are served.
+        """
+        self.churn_schedule.add(provider, churn)
+        return self.churn_schedule.log[provider]
+
+    def stop_churn(self) -> None:
+        """Let every list hold still again."""
+        self.churn_schedule.clear()

@@ -18,12 +18,15 @@ import time
 import unicodedata
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbox.settings import SandboxSettings
+
+if TYPE_CHECKING:
+    from sandbox.churn import ChurnSchedule
 
 Record = dict[str, Any]
 Key = str | int
@@ -128,6 +131,17 @@ class Collection:
         with self._lock:
             self._hidden.update(keys)
 
+    def edit(self, change: Callable[[list[Record]], list[Record]]) -> None:
+        """Replace the served order with `change(order)` (records are never modified)."""
+        with self._lock:
+            self._order = change(list(self._order))
+            self._by_key = {record[self.key]: record for record in self._order}
+
+    def unhide(self) -> None:
+        """Let every detail endpoint answer again."""
+        with self._lock:
+            self._hidden.clear()
+
     def apply(self, changed: list[Record], added: list[Record], rng: random.Random) -> None:
         """Swap in new versions of records and insert new ones at random positions."""
         with self._lock:
@@ -175,7 +189,7 @@ class Dataset(ABC):
         """Give `changed` records a new, newest update time and add `added` new records."""
         if not 0 <= changed <= len(self.conversations) or added < 0:
             raise ValueError(f"cannot change {changed} of {len(self.conversations)} records")
-        now = self._tick_past(self.latest)
+        now = self.tick_past(self.latest)
         picked = self.rng.sample(self.conversations.snapshot(), changed)
         new_versions = [self.change(clone(record), now) for record in picked]
         new_records = [self.create(self.latest, now, updated=now) for _ in range(added)]
@@ -186,7 +200,7 @@ class Dataset(ABC):
             added_keys=[record[self.key] for record in new_records],
         )
 
-    def _tick_past(self, moment: datetime) -> datetime:
+    def tick_past(self, moment: datetime) -> datetime:
         """The current time at this provider's resolution, waiting until it is after `moment`."""
         while True:
             now = self.truncate(datetime.now(UTC))
@@ -587,6 +601,14 @@ class SandboxData:
             for dataset in (self.perform_engage, self.onq, self.respondent)
         }
         self._lock = threading.Lock()
+        #: Changes applied between list-page requests (`sandbox.churn`), set by `Sandbox`.
+        self.churn: ChurnSchedule | None = None
+
+    def list_page_served(self, provider: str) -> None:
+        """A provider built one page of its conversation list (churn may be due)."""
+        if self.churn is not None:
+            with self._lock:
+                self.churn.page_served(self._dataset(provider))
 
     def mutate(self, provider: str, changed: int, added: int) -> MutationResult:
         """See `Sandbox.mutate`."""
@@ -603,6 +625,10 @@ class SandboxData:
             keys = [str(record[dataset.key]) for record in dataset.rng.sample(records, n)]
             dataset.conversations.hide(keys)
         return keys
+
+    def restore_details(self, provider: str) -> None:
+        """See `Sandbox.restore_details`."""
+        self._dataset(provider).conversations.unhide()
 
     def _dataset(self, provider: str) -> Dataset:
         if provider not in self._datasets:

@@ -81,6 +81,7 @@ class Onq(Provider):
             raise _error(403, "invalid request", problem.message) from None
         records = self.data.onq.conversations.snapshot()
         rows = records[(page - 1) * size : page * size]
+        self.data.list_page_served(self.name)
         if request.query.get("csv", "").lower() == "true":
             return _csv(rows)
         if self.settings.onq_envelope == "object":

@@ -174,9 +174,12 @@ class PerformEngage(Provider):
         if pathology == "count_mismatch":
             page = _Page(request, len(records) + _COUNT_MISMATCH, limit, offset)
         next_link = page.next_link()
+        results = [resource.list_shape(r) for r in records[offset : offset + limit]]
+        if resource.collection is self.data.perform_engage.conversations:
+            self.data.list_page_served(self.name)
         if pathology == "endless":
             next_link = page.link(offset + limit)
-        elif pathology == "repeat_next" and offset == limit and next_link:
+        elif pathology == "repeat_next" and 0 < offset <= limit and next_link:  # second page
             next_link = page.link(offset)
         return json_response(
             200,
@@ -184,7 +187,7 @@ class PerformEngage(Provider):
                 "count": page.count,
                 "next": next_link,
                 "previous": page.previous_link(),
-                "results": [resource.list_shape(r) for r in records[offset : offset + limit]],
+                "results": results,
             },
         )
 

@@ -66,6 +66,7 @@ class Respondent(Provider):
         }
         if request.query.get("includeCount") == "true":
             body["totalResults"] = len(records)
+        self.data.list_page_served(self.name)
         return json_response(200, body)
 
     def _detail(self, uid: str) -> Response:

@@ -24,7 +24,8 @@ from tap_conversations.errors import (
     TokenRejected,
     prefix,
 )
-from tap_conversations.records import RecordChecker, utc_timestamp
+from tap_conversations.records import RecordChecker
+from tap_conversations.replication import SENT, ListReplication, in_the_future
 from tap_conversations.retrying import RetryPolicy, check_json_body
 from tap_conversations.sdk_compat import CompatStream
 from tap_conversations.settings import (
@@ -44,7 +45,12 @@ if t.TYPE_CHECKING:
 
     from tap_conversations.prefetch import DetailPrefetcher
     from tap_conversations.progress import Progress
+    from tap_conversations.snapshot import ScanWatch
     from tap_conversations.transport import Authenticator, ProviderTransport
+
+
+#: Records a list stream sends between two progress updates and checkpoint checks.
+PROGRESS_BATCH = 50
 
 
 class ConversationsTap(t.Protocol):
@@ -76,15 +82,15 @@ class ApiStream(CompatStream):
     credential_statuses: t.ClassVar[frozenset[int]] = frozenset({401, 403})
     #: Documented base URL, for providers that have one global host.
     default_api_url: t.ClassVar[str | None] = None
-    #: Whether the stream drops records older than its bookmark. Child streams leave this to
-    #: their parent, which only hands them parents that are new or changed.
-    filters_by_bookmark: t.ClassVar[bool] = True
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
         self.conversations_tap = t.cast("ConversationsTap", tap)
         self.checker = RecordChecker(self)
-        self._bookmarks: dict[tuple[tuple[str, t.Any], ...], str | None] = {}
+        #: Set while a list stream scans its list (`replication`), for `parse_response`.
+        self.scan_watch: ScanWatch | None = None
+        #: The list stream's replication in progress, for its detail children to report to.
+        self.replication: ListReplication | None = None
         #: The record whose children are being synced (see `generate_child_contexts`).
         self.record_for_children: dict[str, t.Any] | None = None
 
@@ -142,7 +148,11 @@ class ApiStream(CompatStream):
             progress.add(self.name, requests=1)
             return func(prepared_request, context)
 
+        prefetcher = self.conversations_tap.detail_prefetcher
+
         def send(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
+            if (ahead := prefetcher.take_page(prepared_request.url)) is not None:
+                return ahead.result()  # a list page sent ahead, retries and all (`prefetch`)
             try:
                 return policy.call(prepared_request, lambda: attempt(prepared_request, context))
             except TokenRejected:
@@ -238,7 +248,29 @@ class ApiStream(CompatStream):
 
     @override
     def parse_response(self, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
-        yield from self.records_in(decoded_body(response), response)
+        body = decoded_body(response)
+        rows = list(self.records_in(body, response))
+        if (watch := self.scan_watch) is not None:
+            key = (self.primary_keys or ("id",))[0]
+            keys = [str(row.get(key)) if isinstance(row, dict) else "" for row in rows]
+            position = self.page_position(response)
+            overlap = watch.page(position, keys, self.total_in(body))
+            rows = rows[overlap:]
+            if position == 0:
+                following = self.following_pages(body)
+                self.conversations_tap.detail_prefetcher.pages_ahead(self, following, self.context)
+        yield from rows
+
+    def following_pages(self, body: t.Any) -> list[requests.PreparedRequest]:
+        """The requests of the list pages after the first, when the first page tells them.
+
+        They are sent ahead, concurrently, while the scan reads the pages in order.
+        """
+        return []
+
+    def page_position(self, response: requests.Response) -> int | None:
+        """Where a list page starts in the whole list (0-based), if the protocol says."""
+        return None
 
     def records_in(self, body: t.Any, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
         """The records of one decoded page; by default the body is one record."""
@@ -270,21 +302,49 @@ class ApiStream(CompatStream):
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        """Checked records; the detail requests of the next ones already in flight."""
+        """Checked records; the detail requests of the next ones already in flight.
+
+        A list stream reads its whole list first, then emits it in replication-key order,
+        advancing its bookmark as records are delivered (see `replication`).
+        """
         children = [
             child
             for child in self.child_streams
             if isinstance(child, DetailStream)
             and (child.selected or child.has_selected_descendents)
         ]
-        yield from self.conversations_tap.detail_prefetcher.read_ahead(
-            self, children, self.checked_records(context), context
-        )
+        prefetcher = self.conversations_tap.detail_prefetcher
+        if self.parent_stream_type is not None:
+            yield from prefetcher.read_ahead(self, children, self.checked_records(context), context)
+            return
+        progress = self.conversations_tap.progress
+        run = self.replication = ListReplication(self, context)
+        try:
+            try:
+                run.scan()
+            finally:
+                prefetcher.forget_pages()
+            self.announce_total(len(run.snapshot))
+            pending = 0  # records not yet counted in the progress (counted in batches)
+            for row in prefetcher.read_ahead(self, children, run.rows(), context):
+                run.current = row
+                yield row
+                run.delivered(row)
+                pending += 1
+                if pending == PROGRESS_BATCH:
+                    progress.add(self.name, records=pending)
+                    pending = 0
+                    if run.checkpoint_due():
+                        self.checkpoint()
+            progress.add(self.name, records=pending)
+            run.finish()
+        finally:
+            run.close()
+            self.replication = None
         partitions = self.partitions
-        last_partition = not partitions or context == partitions[-1]
-        if self.parent_stream_type is None and last_partition:
+        if not partitions or context == partitions[-1]:
             for stream in (self, *self.child_streams):
-                self.conversations_tap.progress.finish(stream.name)
+                progress.finish(stream.name)
 
     @override
     def generate_child_contexts(
@@ -302,49 +362,63 @@ class ApiStream(CompatStream):
         yield from super().generate_child_contexts(record, context)
 
     def checked_records(self, context: Context | None) -> t.Iterator[dict[str, t.Any]]:
-        """The API's records, checked and normalised, without those older than the bookmark.
-
-        Filtering here rather than in `post_process` means a dropped record never costs a
-        detail request, prefetched or not.
-        """
+        """The API's records (a child stream's, for one parent), checked and normalised."""
         progress = self.conversations_tap.progress
-        try:
-            for raw in self.request_records(context):
-                row = self.checked_record(raw, context)
-                if row is not None:
-                    progress.add(self.name, records=1)
-                    yield row
-        except RecordVanished as gone:
-            self.logger.warning("%s — skipped: deleted since its parent was listed", gone)
+        for raw in self.request_records(context):
+            row = self.checked_record(raw, context)
+            if row is not None:
+                progress.add(self.name, records=1)
+                yield row
 
     def checked_record(
         self, row: dict[str, t.Any], context: Context | None = None
     ) -> dict[str, t.Any] | None:
-        """Check and normalise one record; `None` drops it (older than the bookmark)."""
-        row = self.checker.check(row)
-        if self.replication_key and self.filters_by_bookmark:
-            bookmark = self.bookmark(context)
-            value = row.get(self.replication_key)
-            if bookmark is not None and value is not None and value < bookmark:
-                return None
-        return row
+        """Check and normalise one record; `None` drops it."""
+        return self.checker.check(row)
 
-    def bookmark(self, context: Context | None) -> str | None:
-        """Where this run starts: max(bookmark from state, `start_date`), in record layout.
+    @override
+    def advance_bookmark(self, record: dict[str, t.Any], context: Context | None) -> None:
+        """A child's bookmark is the newest value it delivered, and never moves backwards.
 
-        Records at exactly this value are kept (re-emitted); targets upsert on the key.
+        A list stream's bookmark moves in `get_records` instead, as records are delivered.
         """
-        cache_key = tuple(sorted((context or {}).items()))
-        if cache_key not in self._bookmarks:
-            start = self.get_starting_timestamp(context)
-            self._bookmarks[cache_key] = utc_timestamp(start.isoformat()) if start else None
-        return self._bookmarks[cache_key]
+        if self.parent_stream_type is None or not self.replication_key:
+            return
+        value = record.get(self.replication_key)
+        state = self.get_context_state(context)
+        old = state.get("replication_key_value")
+        if isinstance(value, str) and (not isinstance(old, str) or value > old):
+            state["replication_key"] = self.replication_key
+            state["replication_key_value"] = value
+
+    def bookmark_states(self) -> t.Iterator[dict[str, t.Any]]:
+        """This stream's entries in the state: the stream's own and its partitions'."""
+        entry = (self.tap_state.get("bookmarks") or {}).get(self.name)
+        if isinstance(entry, dict):
+            yield entry
+            for partition in entry.get("partitions") or []:
+                if isinstance(partition, dict):
+                    yield partition
 
     def reset_for_sync(self) -> None:
         """Forget per-run caches; the tap calls this before each sync."""
         self.reset_schema_sent()
         self.checker.reset()
-        self._bookmarks.clear()
+        for state in self.bookmark_states():
+            if self.drop_progress_markers(state):
+                self.logger.info(
+                    "%s: ignoring the unfinished-run progress markers in the state", prefix(self)
+                )
+            value = state.get("replication_key_value")
+            if in_the_future(value):
+                self.logger.warning(
+                    "%s: the bookmark %s in the state lies in the future; ignoring it and "
+                    "reading from start_date (or from the beginning)",
+                    prefix(self),
+                    value,
+                )
+                state.pop("replication_key_value", None)
+                state.pop(SENT, None)
 
 
 class DetailStream(ApiStream):
@@ -357,14 +431,20 @@ class DetailStream(ApiStream):
     """
 
     state_partitioning_keys: t.ClassVar[list[str]] = []
-    filters_by_bookmark = False
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         prefetched = self.conversations_tap.detail_prefetcher.take(self, context)
-        if prefetched is None:
-            return self.fetch_records(context)
-        return prefetched.result()
+        try:
+            return self.fetch_records(context) if prefetched is None else prefetched.result()
+        except RecordVanished as gone:
+            # No permanent gap: the parent is sent again next run, and its detail read again.
+            self.logger.warning("%s — skipped this run; the next run asks again", gone)
+            for parent in self.conversations_tap.streams.values():
+                replication = getattr(parent, "replication", None)
+                if self in parent.child_streams and isinstance(replication, ListReplication):
+                    replication.retry_current()
+            return []
 
     def fetch_records(self, context: Context | None) -> list[dict[str, t.Any]]:
         """All records for one parent (on a worker thread when prefetched)."""

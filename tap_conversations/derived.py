@@ -58,7 +58,6 @@ class DerivedStream(ApiStream):
     # One stream-level bookmark instead of a state partition per parent record, and no
     # filtering of its own: the parent only hands over records that are new or changed.
     state_partitioning_keys: t.ClassVar[list[str]] = []
-    filters_by_bookmark = False
 
     @functools.cached_property
     def parent(self) -> ApiStream:

@@ -16,6 +16,7 @@ import threading
 import time
 import typing as t
 import uuid
+from urllib.parse import parse_qsl, urlparse
 
 import jwt
 import requests
@@ -166,6 +167,12 @@ class OnqConversationsStream(ApiStream):
             f"(or an object wrapping one), got {shape}"
         )
         raise ProviderError(msg)
+
+    @override
+    def page_position(self, response: requests.Response) -> int | None:
+        query = dict(parse_qsl(urlparse(response.request.url or "").query))
+        page, size = query.get("page", ""), query.get("size", "")
+        return (int(page) - 1) * int(size) if page.isdigit() and size.isdigit() else None
 
     @override
     def checked_record(

@@ -10,6 +10,7 @@ with one line through `PagingCheck.fail`, never a loop or a silent gap.
 from __future__ import annotations
 
 import typing as t
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from singer_sdk.pagination import BaseHATEOASPaginator, PageNumberPaginator
 from typing_extensions import override
@@ -55,13 +56,17 @@ class NextUrlPaginator(BaseHATEOASPaginator):
     """Django REST Framework paging: follow `next` (an absolute URL) until it is null.
 
     Taking limit, offset and filters from the server's own link makes a server-side `limit` cap
-    safe. `count` is checked against what was delivered when the last page arrives.
+    safe. `count` is checked against what was delivered when the last page arrives. Each page
+    after the first starts one record early, on the previous page's last record: a list that
+    shifted between two pages shows there (`snapshot.ScanWatch`), and the stream drops the
+    repeated record.
     """
 
     def __init__(self, stream: PagedStream) -> None:
         super().__init__()
         self.check = PagingCheck(stream)
         self._seen: set[str] = set()
+        self._overlaps = False  # whether the page just received starts one record early
 
     @override
     def continue_if_empty(self, response: requests.Response) -> bool:
@@ -72,8 +77,11 @@ class NextUrlPaginator(BaseHATEOASPaginator):
         body = decoded_body(response)
         next_url: str | None = body.get("next")
         on_page = len(body.get("results") or [])
-        self.check.records_read += on_page
+        self.check.records_read += on_page - (1 if self._overlaps and on_page else 0)
+        self._overlaps = False
         count = body.get("count")
+        if next_url:
+            next_url = self._one_record_early(next_url)
         if next_url in self._seen:
             self.check.fail(f"its `next` link repeats a page already read ({next_url})")
         if next_url and not on_page:
@@ -85,6 +93,31 @@ class NextUrlPaginator(BaseHATEOASPaginator):
         if next_url:
             self._seen.add(next_url)
         return next_url
+
+    def _one_record_early(self, url: str) -> str:
+        url, self._overlaps = one_record_early(url)
+        return url
+
+
+def one_record_early(url: str) -> tuple[str, bool]:
+    """`url` with its `offset` one less (and whether it changed): pages overlap by a record."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    offsets = [int(v) for k, v in query if k == "offset" and v.isdigit()]
+    if len(offsets) != 1 or offsets[0] < 1:
+        return url, False
+    query = [(k, str(offsets[0] - 1) if k == "offset" else v) for k, v in query]
+    return urlunsplit(parts._replace(query=urlencode(query))), True
+
+
+def with_offset(url: str, offset: int) -> str:
+    """`url` with its `offset` parameter set (DRF `next` links carry limit and offset)."""
+    parts = urlsplit(url)
+    query = [
+        (k, str(offset) if k == "offset" else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class PageNumberUntilShortPaginator(PageNumberPaginator):

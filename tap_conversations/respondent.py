@@ -13,6 +13,7 @@ Protocol:
 from __future__ import annotations
 
 import typing as t
+from urllib.parse import parse_qsl, urlparse
 
 from singer_sdk import typing as th
 from singer_sdk.authenticators import APIAuthenticatorBase
@@ -24,6 +25,7 @@ from tap_conversations.errors import ProviderError
 from tap_conversations.paging import PageNumberUntilShortPaginator
 from tap_conversations.provider import Provider
 from tap_conversations.settings import rate_limit_setting
+from tap_conversations.transport import decoded_body
 
 if t.TYPE_CHECKING:
     import requests
@@ -173,6 +175,15 @@ class RespondentConversationsStream(RespondentStream):
             msg = f"{self.describe(response)}: expected {{page, pageSize, results: [...]}}"
             raise ProviderError(msg)
         return t.cast("list[dict[str, t.Any]]", body["results"])
+
+    @override
+    def page_position(self, response: requests.Response) -> int | None:
+        page = dict(parse_qsl(urlparse(response.request.url or "").query)).get("page", "1")
+        body = decoded_body(response)
+        size = body.get("pageSize") if isinstance(body, dict) else None
+        if not page.isdigit() or not isinstance(size, int):
+            return None
+        return (int(page) - 1) * size
 
     @override
     def total_in(self, body: t.Any) -> int | None:

@@ -18,7 +18,11 @@ import typing as t
 from dataclasses import dataclass
 
 from singer_sdk import RESTStream, Tap
+
+if t.TYPE_CHECKING:
+    import requests
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
+from singer_sdk.helpers._state import PROGRESS_MARKERS
 from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
@@ -199,6 +203,54 @@ class CompatStream(RESTStream[t.Any]):
         if not self._schema_sent:
             super()._write_schema_message()
             self._schema_sent = True
+
+    @override
+    def _increment_stream_state(
+        self, latest_record: dict[str, t.Any], *, context: t.Any = None
+    ) -> None:
+        # Why: the SDK's bookmark logic assumes either a sorted stream (the bookmark is the
+        # last value seen) or an unsorted one (the maximum, promoted only when the stream
+        # ends, and then even backwards). Here list streams advance their own bookmark as the
+        # snapshot is delivered (`replication`), and child bookmarks never move backwards. The
+        # SDK calls this after each record is written; no public hook replaces it.
+        self.advance_bookmark(latest_record, context)
+
+    def advance_bookmark(self, record: dict[str, t.Any], context: t.Any) -> None:
+        """Move the bookmark after `record` was written (default: the SDK's way)."""
+        super()._increment_stream_state(record, context=context)
+
+    def checkpoint(self) -> None:
+        """Write a STATE message now, with the state as it stands.
+
+        Why private: `_write_state_message` is the SDK's only way to emit STATE from a stream;
+        it writes only when the state changed since the last one (`is_flushed`), and a
+        bookmark moved by this tap is a change the SDK does not see.
+        """
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def send_prepared(self, request: requests.PreparedRequest, context: t.Any) -> requests.Response:
+        """Send one prepared request the way the SDK's paging does, retries and all.
+
+        Why private: the SDK sends a page only inside `request_records`, one after another;
+        `_request` (auth, send, metrics, `validate_response`) is what it wraps with
+        `request_decorator`. Sending the next list pages ahead, on worker threads
+        (`prefetch.DetailPrefetcher.pages_ahead`), needs that same path.
+        """
+        response: requests.Response = self.request_decorator(self._request)(request, context)
+        return response
+
+    @staticmethod
+    def drop_progress_markers(state: dict[str, t.Any]) -> bool:
+        """Remove the SDK's progress markers from one state entry; whether there were any.
+
+        Why private: the SDK keeps an unsorted stream's progress under this key and promotes it
+        to the bookmark when the stream ends. This tap never writes them (its bookmarks move as
+        records are delivered), but a state left by a run of an earlier version may hold some:
+        promoted at the end of a run, they would overwrite the bookmark with a value from a run
+        that never finished. The key's name is `singer_sdk.helpers._state.PROGRESS_MARKERS`.
+        """
+        return state.pop(PROGRESS_MARKERS, None) is not None
 
     def reset_schema_sent(self) -> None:
         """A new run writes each SCHEMA again (once), and each starting bookmark."""

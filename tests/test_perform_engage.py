@@ -36,11 +36,14 @@ def test_every_record_once_with_its_values_across_capped_pages(sandbox: Sandbox)
     assert_same_records(result.records(PLANS), data.pe_plans, "api_id")
     assert_same_records(result.records(PLAN_DETAILS), list(data.pe_plan_details.values()), "api_id")
 
-    # We asked for 100 per page, the server capped at 7: paging followed its `next` links.
+    # We asked for 100 per page, the server capped at 7: paging followed its `next` links, each
+    # page after the first starting one record early (on the previous page's last record).
     list_requests = [
         r for r in sandbox.requests if r.path.endswith("/conversations/") and r.method == "GET"
     ]
-    assert len(list_requests) == math.ceil(len(data.pe_conversations) / 7)
+    assert len(list_requests) == 1 + math.ceil((len(data.pe_conversations) - 7) / 6)
+    offsets = sorted(int(r.query.get("offset", 0)) for r in list_requests)  # sent concurrently
+    assert offsets == [0, *range(6, 6 * len(offsets), 6)][: len(offsets)]
     assert {r.query.get("limit") for r in list_requests} == {"100", "7"}
 
 

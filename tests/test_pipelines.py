@@ -1,4 +1,5 @@
-"""End to end: `meltano run tap-conversations target-postgres` and `... target-csv`, for real.
+"""End to end: `meltano run tap-conversations target-postgres`, `... target-csv` and
+`... target-jsonl`, for real.
 
 Meltano installs the tap and the MeltanoLabs targets from `meltano.yml` (all inline, no Hub);
 the sandbox serves the three APIs; a throwaway PostgreSQL cluster receives the tables. The
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import json
 import os
 import re
 import subprocess
@@ -85,11 +87,11 @@ class Pipeline:
             for name, value in settings.items():
                 self.env[f"TAP_CONVERSATIONS_{provider}_{name}".upper()] = str(value)
 
-    def meltano(self, *args: str, timeout: float = 600) -> None:
+    def meltano(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> None:
         completed = subprocess.run(
             [MELTANO, *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -259,3 +261,43 @@ def test_csv_files_hold_the_elements_as_ordinary_rows(pipeline: Pipeline, sandbo
                 if re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:.*", cell):
                     cell = cell.replace(" ", "T", 1)  # target-csv's timestamp layout
                 assert as_instant(cell) == as_instant(text), (derived.stream, field)
+
+
+def test_an_append_only_target_gets_each_version_once(pipeline: Pipeline, sandbox: Sandbox) -> None:
+    """Through Meltano (which keeps the state) into JSON Lines files that are only appended to."""
+    out = pipeline.csv_dir.parent / "jsonl-append"
+    env = {"TARGET_JSONL_DESTINATION_PATH": str(out)}
+    run = ("run", "--state-id-suffix", "append-only", "tap-conversations", "target-jsonl")
+    incremental = {
+        "perform_engage_conversations": "api_id",
+        "perform_engage_conversation_details": "api_id",
+        "onq_conversations": "id",
+        "respondent_conversations": "uid",
+    }
+
+    def keys() -> dict[str, list[str]]:
+        return {
+            stream: [
+                str(json.loads(line)[key])
+                for line in (out / f"{stream}.jsonl").read_text().splitlines()
+            ]
+            for stream, key in incremental.items()
+        }
+
+    pipeline.meltano(*run, env=env)
+    first = keys()
+    for stream, (key, expected) in expected_tables(sandbox).items():
+        if stream in incremental:
+            assert sorted(first[stream]) == sorted(str(r[key]) for r in expected), stream
+
+    pipeline.meltano(*run, env=env)  # no upstream change: nothing appended
+    assert keys() == first
+
+    changed = sandbox.mutate("onq", changed=3, added=0).changed_keys
+    pipeline.meltano(*run, env=env)
+    after = keys()
+    before = len(first["onq_conversations"])
+    assert after["onq_conversations"][:before] == first["onq_conversations"]
+    assert sorted(after["onq_conversations"][before:]) == sorted(str(k) for k in changed)
+    for stream in incremental.keys() - {"onq_conversations"}:
+        assert after[stream] == first[stream], stream

@@ -36,7 +36,8 @@ def test_progress_lines_and_summary(
 
     summary = completed.stderr.split("Sync summary:")[1]
     row = next(line for line in summary.splitlines() if "perform_engage_conversations " in line)
-    assert row.split()[1:4] == ["60", "6", "0"]  # records, requests (6 pages of 10), retries
+    # records, requests (pages of 10, each after the first starting one record early), retries
+    assert row.split()[1:4] == ["60", "7", "0"]
 
     for line in completed.stdout.splitlines():
         assert json.loads(line)["type"] in {"SCHEMA", "RECORD", "STATE"}

@@ -1,0 +1,312 @@
+"""Snapshot, then emit: how a list stream replicates, and the part of STATE it owns.
+
+None of the APIs filters by update time or says its list is sorted, so a list stream reads its
+whole list first (`snapshot.Snapshot`, checked by `snapshot.ScanWatch`), then emits:
+
+1. A scan that saw the list move is repeated, at most `MAX_SCANS` times, and merged by key;
+   one clean scan proves the merge complete. If every scan saw movement, everything read is
+   still sent but the bookmark stays where it was (one warning line), so the next run reads it
+   all again: a record present and unchanged during a run is sent by that run or the next.
+2. Records go out in replication-key order, so the bookmark advances as they are delivered;
+   a STATE every `CHECKPOINT_SECONDS` (and after every parent's child sync, as the SDK does)
+   lets a killed run resume where it stopped.
+3. Beside the bookmark, STATE keeps the versions already sent at or after it
+   (`sent_since_bookmark`: usually the few keys at the bookmark's exact timestamp) and the keys
+   whose detail could not be read (`retry_keys`). A re-run with no upstream change sends
+   nothing, a change is sent once, and a parent whose detail failed is sent again next run.
+
+The bookmark never passes `start of the run - CLOCK_MARGIN`: a record updated during the run
+(or stamped by a server whose clock is a little behind ours) is sent and remembered in
+`sent_since_bookmark`, and the bookmark catches up with it in a later run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from tap_conversations.errors import prefix
+from tap_conversations.records import utc_timestamp
+from tap_conversations.snapshot import ScanWatch, Snapshot, utc_now_text
+
+if t.TYPE_CHECKING:
+    import logging
+    from collections.abc import Iterable, Iterator
+
+    from singer_sdk.helpers.types import Context
+
+Row = dict[str, t.Any]
+
+MAX_SCANS = 3
+CLOCK_MARGIN = datetime.timedelta(seconds=60)
+CHECKPOINT_SECONDS = 1.0
+SENT = "sent_since_bookmark"
+RETRY = "retry_keys"
+_BATCH = 500
+
+
+@dataclass
+class Bookmark:
+    """What a stream (or one partition) has delivered.
+
+    Every version whose replication value is below `value` was delivered; at or after it,
+    exactly the versions in `sent` (key -> replication value). Keys in `retry` are sent again
+    whatever their value.
+    """
+
+    value: str | None = None
+    sent: dict[str, str] = field(default_factory=dict)
+    retry: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, state: t.Mapping[str, t.Any], start: str | None) -> Bookmark:
+        """The bookmark in `state`, raised to `start` (the `start_date`) when that is later."""
+        value, sent, retry = state.get("replication_key_value"), state.get(SENT), state.get(RETRY)
+        bookmark = cls(
+            _normalised(value),
+            {str(k): str(v) for k, v in sent.items()} if isinstance(sent, dict) else {},
+            {str(k) for k in retry} if isinstance(retry, list) else set(),
+        )
+        if start is not None and (bookmark.value is None or start > bookmark.value):
+            bookmark.value = start
+        bookmark.prune()
+        return bookmark
+
+    def write(self, state: dict[str, t.Any], replication_key: str) -> None:
+        """Into the stream's (or partition's) state dict; called after every record."""
+        if self.value is not None:
+            state["replication_key"] = replication_key
+            state["replication_key_value"] = self.value
+        if self.sent:
+            state[SENT] = self.sent
+        else:
+            state.pop(SENT, None)
+        if self.retry:
+            state[RETRY] = sorted(self.retry)
+        else:
+            state.pop(RETRY, None)
+
+    def wants(self, key: str, value: str | None) -> bool:
+        """Whether this version of a record still has to be sent."""
+        if key in self.retry or value is None or self.value is None:
+            return True
+        return value >= self.value and self.sent.get(key) != value
+
+    def advance(self, key: str, value: str | None, ceiling: str) -> None:
+        """This version was delivered, and every version ordered before it in the snapshot."""
+        if self.retry:
+            self.retry.discard(key)
+        if value is None:
+            return
+        if value < ceiling and (self.value is None or value > self.value):
+            self.value = value
+            if self.sent:  # what is below the new bookmark is covered by it now
+                self.sent = {k: v for k, v in self.sent.items() if v >= value}
+        if self.value is None or value >= self.value:
+            self.sent[key] = value
+
+    def prune(self) -> None:
+        if self.value is not None:
+            self.sent = {k: v for k, v in self.sent.items() if v >= self.value}
+
+
+def _normalised(value: t.Any) -> str | None:
+    """A bookmark in the record layout, so that it compares with records as text."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return utc_timestamp(value)
+    except ValueError:
+        return value  # not a timestamp: reported where the state is validated
+
+
+def in_the_future(value: t.Any, now: datetime.datetime | None = None) -> bool:
+    """Whether a bookmark lies ahead of now (by more than the clock margin)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        normalised = utc_timestamp(value)
+    except ValueError:
+        return False  # not a timestamp: reported where the state is validated
+    moment = now or datetime.datetime.now(datetime.UTC)
+    return normalised > utc_now_text(moment + CLOCK_MARGIN)
+
+
+class ReplicatedList(t.Protocol):
+    """What a `ListReplication` needs of its stream."""
+
+    provider_label: t.ClassVar[str]
+    scan_watch: ScanWatch | None
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def logger(self) -> logging.Logger: ...
+
+    @property
+    def config(self) -> t.Mapping[str, t.Any]: ...
+
+    @property
+    def primary_keys(self) -> t.Sequence[str] | None: ...
+
+    @property
+    def replication_key(self) -> str | None: ...
+
+    def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
+
+    def request_records(self, context: Context | None) -> Iterable[Row]: ...
+
+    def checked_record(self, row: Row, context: Context | None = None) -> Row | None: ...
+
+
+class ListReplication:
+    """One list stream (or partition) in one run: scan, then emit in order, bookmark as it goes."""
+
+    def __init__(self, stream: ReplicatedList, context: Context | None) -> None:
+        self.stream = stream
+        self.context = context
+        self.key_field = (stream.primary_keys or ("id",))[0]
+        self.replication_key = stream.replication_key
+        self.state = stream.get_context_state(context)
+        start = stream.config.get("start_date")
+        start = utc_timestamp(str(start)) if start else None
+        self.bookmark = Bookmark.read(self.state, start) if self.replication_key else Bookmark()
+        self.started = self.bookmark.value
+        now = datetime.datetime.now(datetime.UTC)
+        self.ceiling = utc_now_text(now - CLOCK_MARGIN)
+        self.snapshot = Snapshot()
+        self.proven = False
+        #: The record being handed to the SDK (its children synced, then it is written).
+        self.current: Row | None = None
+        self.failed: set[str] = set()
+        self._last_checkpoint = time.monotonic()
+
+    # The scan --------------------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """Read the whole list, again when it moved, until one read is clean or scans run out."""
+        label = prefix(self.stream)
+        for attempt in range(1, MAX_SCANS + 1):
+            watch = ScanWatch(utc_now_text())
+            self.stream.scan_watch = watch
+            try:
+                self._read(attempt, watch)
+            finally:
+                self.stream.scan_watch = None
+            if watch.clean:
+                self.proven = True
+                return
+            if attempt < MAX_SCANS:
+                moves = "; ".join(watch.moves)
+                self.stream.logger.info(
+                    "%s: the list changed while it was read (%s); reading it again", label, moves
+                )
+        kept = f"keeping the bookmark at {self.started}" if self.replication_key else "full table"
+        self.stream.logger.warning(
+            "%s: the list kept changing over %d reads (%s); sending all %d records read and "
+            "%s, so the next run reads them again",
+            label,
+            MAX_SCANS,
+            "; ".join(watch.moves),
+            len(self.snapshot),
+            kept,
+        )
+
+    def _read(self, attempt: int, watch: ScanWatch) -> None:
+        batch: list[tuple[str, str | None, Row | None]] = []
+        read = 0
+        key_field, replication_key = self.key_field, self.replication_key
+        wants = self.bookmark.wants
+        started_second = watch.started[:19]
+        self.snapshot.begin_scan()
+        try:
+            for raw in self.stream.request_records(self.context):
+                row = self.stream.checked_record(raw, self.context)
+                if row is None:
+                    continue
+                key = str(row.get(key_field))
+                value = row.get(replication_key) if replication_key else None
+                if (
+                    value is not None
+                    and value >= started_second
+                    and self._fresh(value, watch)
+                    and self.snapshot.new_version(key, value)
+                ):
+                    watch.moved(f"record {key} was updated while the list was read")
+                batch.append((key, value, row if wants(key, value) else None))
+                if len(batch) >= _BATCH:
+                    self.snapshot.add(attempt, batch)
+                    read += len(batch)
+                    batch = []
+            self.snapshot.add(attempt, batch)
+            read += len(batch)
+        finally:
+            self.snapshot.end_scan()
+        watch.finish(read, self.snapshot.distinct(attempt))
+
+    @staticmethod
+    def _fresh(value: str | None, watch: ScanWatch) -> bool:
+        """Whether a version may have been made after the scan began.
+
+        A whole-second value (an API that rounds to the second) counts from the second the
+        scan began in.
+        """
+        if value is None:
+            return False
+        return value > watch.started or (value[19:26] == ".000000" and value > watch.started[:19])
+
+    # The emission -----------------------------------------------------------------------------
+
+    def rows(self) -> Iterator[Row]:
+        """The records to send, in replication-key order."""
+        return self.snapshot.rows()
+
+    def retry_current(self) -> None:
+        """A detail of the record being sent (`current`) could not be read: send it again
+        next run."""
+        if self.current is not None:
+            self.failed.add(str(self.current.get(self.key_field)))
+
+    def delivered(self, row: Row) -> None:
+        """The SDK wrote `row` and synced its children: move the bookmark past it."""
+        if not self.replication_key:
+            return
+        key = str(row.get(self.key_field))
+        bookmark = self.bookmark
+        if self.proven:
+            bookmark.advance(key, row.get(self.replication_key), self.ceiling)
+        elif bookmark.retry:
+            bookmark.retry.discard(key)
+        if self.failed and key in self.failed:
+            bookmark.retry.add(key)
+        bookmark.write(self.state, self.replication_key)
+
+    def checkpoint_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_checkpoint >= CHECKPOINT_SECONDS:
+            self._last_checkpoint = now
+            return True
+        return False
+
+    def finish(self) -> None:
+        """Every record was delivered. After a proven scan, every version below the ceiling has
+        been sent (now or before), so the bookmark takes in the remembered versions below it."""
+        below = [v for v in self.bookmark.sent.values() if v < self.ceiling]
+        if (
+            self.proven
+            and below
+            and (self.bookmark.value is None or max(below) > self.bookmark.value)
+        ):
+            self.bookmark.value = max(below)
+            self.bookmark.prune()
+        self._store()
+
+    def close(self) -> None:
+        self.snapshot.close()
+
+    def _store(self) -> None:
+        if self.replication_key:
+            self.bookmark.write(self.state, self.replication_key)
