@@ -49,8 +49,8 @@ if t.TYPE_CHECKING:
     from tap_conversations.transport import Authenticator, ProviderTransport
 
 
-#: Records a list stream sends between two progress updates and checkpoint checks.
-PROGRESS_BATCH = 50
+#: Records a list stream sends between two looks at the checkpoint clock.
+CHECKPOINT_EVERY = 50
 
 
 class ConversationsTap(t.Protocol):
@@ -321,22 +321,19 @@ class ApiStream(CompatStream):
         run = self.replication = ListReplication(self, context)
         try:
             try:
-                run.scan()
+                # Progress counts the records kept while the list is read (the slow part of a
+                # stream without details), then knows every total before any detail request.
+                run.scan(on_kept=lambda n: progress.add(self.name, records=n))
             finally:
                 prefetcher.forget_pages()
             self.announce_total(len(run.snapshot))
-            pending = 0  # records not yet counted in the progress (counted in batches)
-            for row in prefetcher.read_ahead(self, children, run.rows(), context):
+            rows = prefetcher.read_ahead(self, children, run.rows(), context)
+            for sent, row in enumerate(rows, start=1):
                 run.current = row
                 yield row
                 run.delivered(row)
-                pending += 1
-                if pending == PROGRESS_BATCH:
-                    progress.add(self.name, records=pending)
-                    pending = 0
-                    if run.checkpoint_due():
-                        self.checkpoint()
-            progress.add(self.name, records=pending)
+                if sent % CHECKPOINT_EVERY == 0 and run.checkpoint_due():
+                    self.checkpoint()
             run.finish()
         finally:
             run.close()

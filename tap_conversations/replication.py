@@ -186,14 +186,17 @@ class ListReplication:
 
     # The scan --------------------------------------------------------------------------------
 
-    def scan(self) -> None:
-        """Read the whole list, again when it moved, until one read is clean or scans run out."""
+    def scan(self, on_kept: t.Callable[[int], None] | None = None) -> None:
+        """Read the whole list, again when it moved, until one read is clean or scans run out.
+
+        `on_kept` hears, during the first read, how many records are kept to be sent.
+        """
         label = prefix(self.stream)
         for attempt in range(1, MAX_SCANS + 1):
             watch = ScanWatch(utc_now_text())
             self.stream.scan_watch = watch
             try:
-                self._read(attempt, watch)
+                self._read(attempt, watch, on_kept if attempt == 1 else None)
             finally:
                 self.stream.scan_watch = None
             if watch.clean:
@@ -215,7 +218,9 @@ class ListReplication:
             kept,
         )
 
-    def _read(self, attempt: int, watch: ScanWatch) -> None:
+    def _read(
+        self, attempt: int, watch: ScanWatch, on_kept: t.Callable[[int], None] | None
+    ) -> None:
         batch: list[tuple[str, str | None, Row | None]] = []
         read = 0
         key_field, replication_key = self.key_field, self.replication_key
@@ -236,16 +241,22 @@ class ListReplication:
                     and self.snapshot.new_version(key, value)
                 ):
                     watch.moved(f"record {key} was updated while the list was read")
-                batch.append((key, value, row if wants(key, value) else None))
+                kept = wants(key, value)
+                batch.append((key, value, row if kept else None))
+                if kept and on_kept is not None:
+                    on_kept(1)
                 if len(batch) >= _BATCH:
-                    self.snapshot.add(attempt, batch)
+                    self._add(attempt, batch)
                     read += len(batch)
                     batch = []
-            self.snapshot.add(attempt, batch)
+            self._add(attempt, batch)
             read += len(batch)
         finally:
             self.snapshot.end_scan()
         watch.finish(read, self.snapshot.distinct(attempt))
+
+    def _add(self, attempt: int, batch: list[tuple[str, str | None, Row | None]]) -> None:
+        self.snapshot.add(attempt, batch)
 
     @staticmethod
     def _fresh(value: str | None, watch: ScanWatch) -> bool:

@@ -118,8 +118,10 @@ def test_deleted_and_archived_conversations_flow_through(
     assert all(emitted[uid]["deleted"] is True for uid in deleted)
 
 
-def _run_until_killed(config_file: Path, state_file: Path, stop_after: int) -> SyncResult:
-    """Start the tap, read `stop_after` RECORD messages, then kill it like an OOM would."""
+def _run_until_killed(
+    config_file: Path, state_file: Path, stop_after: int, stream: str
+) -> SyncResult:
+    """Start the tap, read `stop_after` RECORDs of `stream`, then kill it like an OOM would."""
     with subprocess.Popen(
         [TAP_EXECUTABLE, "--config", str(config_file), "--state", str(state_file)],
         stdout=subprocess.PIPE,
@@ -130,7 +132,8 @@ def _run_until_killed(config_file: Path, state_file: Path, stop_after: int) -> S
         records = 0
         for line in process.stdout:
             lines.append(line)
-            records += b'"type":"RECORD"' in line.replace(b" ", b"")
+            compact = line.replace(b" ", b"")
+            records += b'"type":"RECORD"' in compact and f'"stream":"{stream}"'.encode() in compact
             if records >= stop_after:
                 break
         process.kill()
@@ -149,8 +152,7 @@ def test_a_killed_run_resumes_where_it_stopped(
     state_file = tmp_path / "state.json"
     state_file.write_text("{}")
 
-    # Each conversation is one detail record and one conversation record.
-    killed = _run_until_killed(config_file, state_file, stop_after=int(parents * 2 * 0.6))
+    killed = _run_until_killed(config_file, state_file, int(parents * 0.6), PE_DETAILS)
     assert killed.states, "the killed run emitted no STATE before it died"
     sent_before_kill = set(killed.keys(PE, "api_id"))
     assert len(sent_before_kill) < parents, "the run finished before it was killed"
