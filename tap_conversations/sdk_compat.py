@@ -44,7 +44,6 @@ SDK_CHATTER: frozenset[str] = frozenset(
         "Beginning sync of '%s' in %s mode with context keys: %s",
         "Added '%s' as child stream to '%s'",
         "Skipping parse of env var settings...",
-        "Stream is assumed to be unsorted, progress is not resumable if interrupted",
     }
 )
 #: Logged by the SDK's state manager on a child stream's logger: for a child that follows its
