@@ -231,6 +231,7 @@ def test_a_run_gets_its_own_system_directory_and_streams_every_line(tmp_path: Pa
         f"MELTANO_DATABASE_URI=sqlite:///{shared}/meltano.db",
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS=false",
         f"MELTANO_SYS_DIR_ROOT={own}",
+        "TAP_CONVERSATIONS_METRICS_LOG_LEVEL=INFO",
         "TAP_CONVERSATIONS_ONQ_API_KEY=k",
         "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=a",
         "not json",
