@@ -16,6 +16,7 @@ from singer_sdk.tap_base import CliTestOptionValue
 from typing_extensions import override
 
 from tap_conversations import onq, perform_engage, respondent
+from tap_conversations.builtin_settings import BuiltinSettings
 from tap_conversations.cli import one_line_failures, read_json_file
 from tap_conversations.errors import ProviderError, ProvidersFailed
 from tap_conversations.output import StateFlushingWriter
@@ -23,6 +24,7 @@ from tap_conversations.prefetch import DetailPrefetcher
 from tap_conversations.progress import Progress
 from tap_conversations.sdk_compat import (
     CompatTap,
+    NestedEnvConfig,
     GroupFailure,
     cli_config,
     install_sdk_log_filters,
@@ -51,7 +53,7 @@ if t.TYPE_CHECKING:
 PROVIDERS: tuple[Provider, ...] = (perform_engage.PROVIDER, onq.PROVIDER, respondent.PROVIDER)
 
 
-class TapConversations(CompatTap):
+class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
     """Conversations from Perform & Engage 365, onQ and Respondent."""
 
     #: How messages name the state this run starts from (the CLI sets the file's name).

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import typing as t
+from pathlib import Path
 
 import pytest
 
 from sandbox import Sandbox, SandboxSettings
+from tests.meltano_project import MeltanoProject, copy_project, install_plugins
 
 
 @pytest.fixture
@@ -33,3 +35,15 @@ def sandbox(sandbox_factory: t.Callable[..., Sandbox]) -> Sandbox:
         onq_conversations=45,
         respondent_conversations=25,
     )
+
+
+@pytest.fixture(scope="session")
+def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `meltano install` of this project's plugins, shared by the session's tests."""
+    return install_plugins(tmp_path_factory.mktemp("meltano-plugins"))
+
+
+@pytest.fixture
+def meltano_project(tmp_path: Path, installed_plugins: Path) -> MeltanoProject:
+    """A fresh copy of the project (own meltano.yml, .env, system db), plugins installed."""
+    return MeltanoProject(copy_project(tmp_path / "project"), plugins=installed_plugins)
