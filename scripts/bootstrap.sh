@@ -25,4 +25,5 @@ else
         .tools/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.9,<1"
     fi
 fi
-"$uv" sync --frozen --quiet
+# With PYTHON set, .venv is built on that interpreter too (CI: the stock /usr/bin/python3).
+"$uv" sync --frozen --quiet ${PYTHON:+--python "$PYTHON"}

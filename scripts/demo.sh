@@ -2,18 +2,20 @@
 # The main job on the bundled sandbox, no credentials needed: installs everything, starts the
 # sandbox (all three vendor APIs on 127.0.0.1), then runs
 #     meltano run --full-refresh tap-conversations target-csv
-# and leaves one CSV file per stream in output/csv/.
+# and leaves one CSV file per stream in output/csv/. Extra arguments go to the sandbox
+# (`python -m sandbox --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.9,<1"
-uv sync --frozen --quiet
+./scripts/bootstrap.sh
+# shellcheck disable=SC1091
+source .venv/bin/activate
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
-uv run --frozen meltano install
+meltano install
 
 workdir=$(mktemp -d)
 trap 'kill "${sandbox_pid:-}" 2>/dev/null || true; rm -rf "$workdir"' EXIT
-uv run --frozen python -m sandbox --port 0 --env-file "$workdir/sandbox.env" "$@" &
+python -m sandbox --port 0 --env-file "$workdir/sandbox.env" "$@" &
 sandbox_pid=$!
 for _ in $(seq 100); do [ -s "$workdir/sandbox.env" ] && break; sleep 0.1; done
 [ -s "$workdir/sandbox.env" ] || { echo "sandbox did not start" >&2; exit 1; }
@@ -21,10 +23,11 @@ for _ in $(seq 100); do [ -s "$workdir/sandbox.env" ] && break; sleep 0.1; done
 source "$workdir/sandbox.env"
 
 rm -rf output/csv
-uv run --frozen meltano run --full-refresh tap-conversations target-csv
+meltano run --full-refresh tap-conversations target-csv
 
 echo
 echo "Rows written (header excluded):"
 for f in output/csv/*.csv; do
-    printf '  %-45s %6d\n' "$(basename "$f")" "$(($(uv run --frozen python -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], newline=""))))' "$f") - 1))"
+    rows=$(python -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], newline=""))) - 1)' "$f")
+    printf '  %-45s %6d\n' "$(basename "$f")" "$rows"
 done
