@@ -12,6 +12,8 @@ import sys
 import typing as t
 from pathlib import Path
 
+import pytest
+
 from sandbox import FaultSettings
 from tap_conversations.check import ProviderCheck, check_providers
 from tests.meltano_project import clean_env
@@ -167,6 +169,7 @@ def test_cli_without_any_provider_fails(tmp_path: Path) -> None:
     assert "No provider configured" in completed.stderr
 
 
+@pytest.mark.e2e
 def test_meltano_invoke_check(meltano_project: MeltanoProject, sandbox: Sandbox) -> None:
     pe = sandbox.tap_config()["perform_engage"]
     meltano_project.set("tap-conversations", {f"perform_engage.{k}": v for k, v in pe.items()})

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.helpers import TAP_EXECUTABLE, parse_messages
-from tests.meltano_project import ROOT, MeltanoProject, clean_env
+from tests.meltano_project import ROOT, MeltanoProject, clean_env, copy_project
 
 if t.TYPE_CHECKING:
     from sandbox import Sandbox
@@ -160,6 +160,7 @@ def dumped_config(project: MeltanoProject, env: dict[str, str] | None = None) ->
     return t.cast("dict[str, t.Any]", json.loads(completed.stdout))
 
 
+@pytest.mark.e2e
 def test_typed_values_reach_the_tap_typed(
     meltano_project: MeltanoProject, sandbox: Sandbox
 ) -> None:
@@ -199,11 +200,13 @@ def test_typed_values_reach_the_tap_typed(
     "cannot write it to the tap's config file (TypeError: Decimal is not JSON serializable); "
     "`meltano config set` works. Fails loudly here once Meltano fixes it.",
 )
+@pytest.mark.e2e
 def test_decimal_settings_from_env_vars(meltano_project: MeltanoProject) -> None:
     env = {"TAP_CONVERSATIONS_RESPONDENT_MAX_REQUESTS_PER_SECOND": "2.5"}
     assert dumped_config(meltano_project, env)["respondent"]["max_requests_per_second"] == 2.5
 
 
+@pytest.mark.e2e
 def test_stream_maps_and_activate_version_apply_in_a_run(
     meltano_project: MeltanoProject, sandbox: Sandbox
 ) -> None:
@@ -236,6 +239,7 @@ def test_stream_maps_and_activate_version_apply_in_a_run(
     }  # the full-table streams, and only those
 
 
+@pytest.mark.e2e
 def test_structured_logging_keeps_failures_on_one_line(
     meltano_project: MeltanoProject, sandbox: Sandbox
 ) -> None:
@@ -249,7 +253,8 @@ def test_structured_logging_keeps_failures_on_one_line(
     assert "Traceback" not in output
 
 
-def test_meltano_lists_settings_without_hub(meltano_project: MeltanoProject) -> None:
-    completed = meltano_project.meltano("config", "list", "tap-conversations")
+def test_meltano_accepts_the_project_file(tmp_path: Path) -> None:
+    project = MeltanoProject(copy_project(tmp_path / "project"))  # nothing installed
+    completed = project.meltano("config", "list", "--all", "tap-conversations")
     assert "Group 1: perform_engage.api_key, perform_engage.api_url" in completed.stdout
-    assert Path(meltano_project.root / "meltano.yml").exists()
+    assert "stream_maps [env: TAP_CONVERSATIONS_STREAM_MAPS]" in completed.stdout

@@ -1,0 +1,290 @@
+"""Every shell block of README.md runs, as written, against the sandbox.
+
+The blocks are read from the README itself, so a command cannot change there without being run
+here. Only the example values are replaced by the sandbox's (URL, user, keys, the PostgreSQL
+URL); onQ and Respondent are also pointed at the sandbox with one extra `meltano config set
+... api_url` each, since their blocks rely on the vendors' default URLs. Each scenario runs in
+its own fresh copy of the project with its own `meltano install`, as a new user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import typing as t
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests import pg_cluster
+from tests.meltano_project import ROOT, VENV_BIN, clean_env, copy_project
+
+if t.TYPE_CHECKING:
+    from sandbox import Sandbox
+
+pytestmark = pytest.mark.e2e
+
+README = ROOT / "README.md"
+STREAMS = {
+    "perform_engage": [
+        "perform_engage_conversations",
+        "perform_engage_conversation_details",
+        "perform_engage_conversation_plans",
+        "perform_engage_conversation_plan_details",
+    ],
+    "onq": ["onq_conversations"],
+    "respondent": ["respondent_conversations", "respondent_messages"],
+}
+#: Stock PATH: no pyenv, no uv; the demo must bootstrap uv itself with /usr/bin/python3.
+STOCK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def bash_blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def block(first_command: str) -> str:
+    """The one README block whose first line starts with `first_command`."""
+    found = [b for b in bash_blocks() if b.startswith(first_command)]
+    assert len(found) == 1, f"README: expected one bash block starting {first_command!r}"
+    return found[0]
+
+
+BLOCKS = {
+    "demo": "./scripts/demo.sh",
+    "test": "./scripts/test.sh",
+    "install": "source .venv/bin/activate\nmeltano install",
+    "perform_engage": "meltano config set tap-conversations perform_engage.",
+    "onq": "meltano config set tap-conversations onq.",
+    "respondent": "meltano config set tap-conversations respondent.",
+    "run": "meltano invoke tap-conversations:check",
+    "postgres": "meltano config set target-postgres",
+    "select": "meltano select",
+    "without_meltano": "source .venv/bin/activate\ntap-conversations",
+}
+
+
+def test_every_bash_block_is_one_this_module_runs() -> None:
+    assert len(bash_blocks()) == len(BLOCKS)
+    for first in BLOCKS.values():
+        block(first)  # exactly one each
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert block(BLOCKS["test"]).strip() == "./scripts/test.sh"
+    assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def sandbox_values(sandbox: Sandbox) -> dict[str, str]:
+    """README example value -> the sandbox's."""
+    config = sandbox.tap_config()
+    pe, onq, respondent = config["perform_engage"], config["onq"], config["respondent"]
+    return {
+        "https://pro.weekly10.net/api/v2": pe["api_url"],
+        "me@example.com": pe["username"],
+        "'YOUR-API-KEY'": pe["api_key"],
+        "'YOUR-ONQ-KEY'": onq["api_key"],
+        "'YOUR-ONQ-SECRET'": onq["api_secret"],
+        "https://yoursite.com": onq["issuer"],
+        "etl@yoursite.com": onq["subject"],
+        "https://yoursite.onq.io": onq["audience"],
+        "'YOUR-RESPONDENT-KEY'": respondent["api_key"],
+        "'YOUR-RESPONDENT-SECRET'": respondent["api_secret"],
+    }
+
+
+class Project:
+    """A fresh copy of the repository where README blocks run in one bash each."""
+
+    def __init__(self, root: Path, sandbox: Sandbox, path: str | None = None) -> None:
+        self.root = copy_project(root)
+        (self.root / ".venv").symlink_to(VENV_BIN.parent)
+        self.sandbox = sandbox
+        self.values = sandbox_values(sandbox)
+        self.env = clean_env(TAP_CONVERSATIONS_PROGRESS_INTERVAL_SECONDS="0")
+        if path is not None:
+            self.env["PATH"] = path
+
+    def run(self, name: str, *, ok: bool = True, **values: str) -> subprocess.CompletedProcess[str]:
+        script = block(BLOCKS[name])
+        for example, real in {**self.values, **values}.items():
+            script = script.replace(example, real)
+        completed = subprocess.run(
+            ["bash", "-e", "-c", script],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if ok:
+            output = completed.stdout[-2000:] + completed.stderr[-3000:]
+            assert completed.returncode == 0, (name, output)
+        return completed
+
+    def point_at_sandbox(self, provider: str) -> None:
+        """onQ and Respondent blocks keep the vendors' default URL; the test redirects it."""
+        url = self.sandbox.tap_config()[provider]["api_url"]
+        meltano = str(VENV_BIN / "meltano")
+        subprocess.run(
+            [meltano, "config", "set", "tap-conversations", f"{provider}.api_url", url],
+            cwd=self.root,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+    def configure(self, *providers: str) -> None:
+        self.run("install")
+        for provider in providers:
+            self.run(provider)
+            if provider != "perform_engage":
+                self.point_at_sandbox(provider)
+
+    def jsonl_counts(self) -> dict[str, int]:
+        out = self.root / "output" / "jsonl"
+        return {f.stem: len(f.read_text().splitlines()) for f in out.glob("*.jsonl")}
+
+
+def expected_counts(sandbox: Sandbox, *providers: str) -> dict[str, int]:
+    data = sandbox.data
+    counts = {
+        "perform_engage_conversations": len(data.pe_conversations),
+        "perform_engage_conversation_details": len(data.pe_conversation_details),
+        "perform_engage_conversation_plans": len(data.pe_plans),
+        "perform_engage_conversation_plan_details": len(data.pe_plan_details),
+        "onq_conversations": len(data.onq_conversations),
+        "respondent_conversations": len(data.respondent_conversations),
+        "respondent_messages": sum(len(c["messages"]) for c in data.respondent_conversations),
+    }
+    return {s: counts[s] for p in providers for s in STREAMS[p]}
+
+
+@pytest.mark.parametrize("provider", ["perform_engage", "onq", "respondent"])
+def test_one_provider_alone_through_meltano(
+    provider: str, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    project = Project(tmp_path / "project", sandbox)
+    project.configure(provider)
+    completed = project.run("run")
+    label = {"perform_engage": "Perform & Engage 365", "onq": "onQ", "respondent": "Respondent"}
+    assert completed.stdout.splitlines() == [f"{provider} ({label[provider]}): ok"]
+    assert project.jsonl_counts() == expected_counts(sandbox, provider)
+
+
+def test_a_wrong_key_fails_the_check_naming_provider_and_setting(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    project = Project(tmp_path / "project", sandbox)
+    project.run("install")
+    project.run("respondent", **{"'YOUR-RESPONDENT-KEY'": "respondent-bad-key-0006"})
+    project.point_at_sandbox("respondent")
+    completed = project.run("run", ok=False)
+    assert completed.returncode != 0
+    (line,) = completed.stdout.splitlines()
+    assert line.startswith("respondent (Respondent): ")
+    assert "respondent.api_key" in line
+    assert "respondent-bad-key-0006" not in completed.stdout + completed.stderr
+    assert not (project.root / "output" / "jsonl").exists()  # the run never started
+
+
+@pytest.mark.skipif(not pg_cluster.available(), reason="PostgreSQL 15 binaries not found")
+def test_all_three_providers_into_jsonl_and_postgres_then_select_and_map(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    project = Project(tmp_path / "project", sandbox)
+    project.configure("perform_engage", "onq", "respondent")
+    completed = project.run("run")
+    assert len(completed.stdout.splitlines()) == 3
+    assert all(line.endswith(": ok") for line in completed.stdout.splitlines())
+    everything = expected_counts(sandbox, "perform_engage", "onq", "respondent")
+    assert project.jsonl_counts() == everything
+
+    with pg_cluster.PostgresCluster() as postgres:
+        url = f"postgresql+psycopg://{postgres.user}:unused@127.0.0.1:{postgres.port}/postgres"
+        example = "'postgresql+psycopg://etl:secret@localhost:5432/warehouse'"
+        project.run("postgres", **{example: url})
+        for stream, count in everything.items():
+            rows = postgres.rows(f"select count(*) as n from conversations.{stream}")
+            assert rows == [{"n": count}], stream
+
+    for jsonl in (project.root / "output" / "jsonl").glob("*.jsonl"):
+        jsonl.unlink()
+    completed = project.run("select")
+    assert "perform_engage_conversations" in completed.stdout
+    conversations = project.root / "output" / "jsonl" / "perform_engage_conversations.jsonl"
+    records = [json.loads(line) for line in conversations.read_text().splitlines()]
+    assert len(records) == len(sandbox.data.pe_conversations)
+    assert all("person_name" not in r and "person_email" not in r for r in records)
+    assert all(r["api_id"] for r in records)
+    assert project.jsonl_counts() == {"perform_engage_conversations": len(records)}
+
+
+def test_without_meltano_first_and_second_run(sandbox: Sandbox, tmp_path: Path) -> None:
+    project = Project(tmp_path / "project", sandbox)
+    (project.root / "config.json").write_text(json.dumps(sandbox.tap_config()))
+
+    project.run("without_meltano")
+    state = json.loads((project.root / "state.json").read_text())
+    bookmarks = state["value"]["bookmarks"] if "value" in state else state["bookmarks"]
+    assert "onq_conversations" in bookmarks
+    first = Counter(line_counts(project.root))
+    assert first == Counter(expected_counts(sandbox, "perform_engage", "onq", "respondent"))
+
+    for jsonl in project.root.glob("*.jsonl"):
+        jsonl.unlink()
+    project.run("without_meltano")  # incremental: only records at the bookmarks again
+    second = line_counts(project.root)
+    assert second["onq_conversations"] < first["onq_conversations"]
+    assert second["perform_engage_conversation_plans"] == first["perform_engage_conversation_plans"]
+
+
+def test_a_failing_tap_fails_the_without_meltano_pipe(sandbox: Sandbox, tmp_path: Path) -> None:
+    project = Project(tmp_path / "project", sandbox)
+    config = sandbox.tap_config()
+    config["onq"]["api_secret"] = "onq-wrong-secret-padded-to-32-bytes-0007"
+    (project.root / "config.json").write_text(json.dumps(config))
+    completed = project.run("without_meltano", ok=False)
+    assert completed.returncode != 0
+    assert "check onq credentials" in completed.stderr
+
+
+def line_counts(directory: Path) -> dict[str, int]:
+    """target-jsonl names its files `<stream>-<timestamp>.jsonl`."""
+    counts: dict[str, int] = {}
+    for path in directory.glob("*.jsonl"):
+        if path.name == "state-out.jsonl":
+            continue
+        stream = path.stem.rsplit("-", 1)[0]
+        counts[stream] = counts.get(stream, 0) + len(path.read_text().splitlines())
+    return counts
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no stock /usr/bin/python3")
+def test_demo_on_a_stock_python_without_uv(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "project")
+    env = clean_env()
+    env["PATH"] = STOCK_PATH
+    env["PYTHON"] = "/usr/bin/python3"
+    env["UV_CACHE_DIR"] = os.environ.get("UV_CACHE_DIR", str(Path.home() / ".cache" / "uv"))
+    completed = subprocess.run(
+        ["bash", "-e", "-c", block(BLOCKS["demo"])],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert completed.returncode == 0, (completed.stdout[-2000:], completed.stderr[-3000:])
+    assert (root / ".tools" / "bin" / "uv").exists()  # bootstrapped, not taken from PATH
+    version = (root / ".venv" / "pyvenv.cfg").read_text()
+    assert "/usr/bin" in version  # .venv built on the stock interpreter
+    csvs = {p.stem for p in (root / "output" / "csv").glob("*.csv")}
+    assert csvs == {s for streams in STREAMS.values() for s in streams}
+    assert "Rows written" in completed.stdout
