@@ -4,7 +4,9 @@ The blocks are read from the README itself, so a command cannot change there wit
 here. Only the example values are replaced by the sandbox's (URL, user, keys, the PostgreSQL
 URL); onQ and Respondent are also pointed at the sandbox with one extra `meltano config set
 ... api_url` each, since their blocks rely on the vendors' default URLs. Each scenario runs in
-its own fresh copy of the project with its own `meltano install`, as a new user would.
+one fresh copy of the project: the install block (`meltano install`) runs once per module, and
+each scenario starts from the pristine `meltano.yml`, no `.env`, no system database (state) and
+no output, as a new user would.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import typing as t
 from collections import Counter
@@ -25,7 +28,7 @@ from tests.meltano_project import ROOT, VENV_BIN, clean_env, copy_project
 if t.TYPE_CHECKING:
     from sandbox import Sandbox
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 README = ROOT / "README.md"
 STREAMS = {
@@ -97,16 +100,27 @@ def sandbox_values(sandbox: Sandbox) -> dict[str, str]:
 
 
 class Project:
-    """A fresh copy of the repository where README blocks run in one bash each."""
+    """A copy of the repository where README blocks run in one bash each."""
 
-    def __init__(self, root: Path, sandbox: Sandbox, path: str | None = None) -> None:
-        self.root = copy_project(root)
-        (self.root / ".venv").symlink_to(VENV_BIN.parent)
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = clean_env(TAP_CONVERSATIONS_PROGRESS_INTERVAL_SECONDS="0")
+        self.values: dict[str, str] = {}
+
+    def reset(self, sandbox: Sandbox) -> Project:
+        """Back to a freshly installed project: no settings, no state, no output."""
+        shutil.copy2(ROOT / "meltano.yml", self.root / "meltano.yml")
+        for leftover in (".env", ".meltano/meltano.db", "output", "config.json", "state.json"):
+            path = self.root / leftover
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        for jsonl in self.root.glob("*.jsonl"):
+            jsonl.unlink()
         self.sandbox = sandbox
         self.values = sandbox_values(sandbox)
-        self.env = clean_env(TAP_CONVERSATIONS_PROGRESS_INTERVAL_SECONDS="0")
-        if path is not None:
-            self.env["PATH"] = path
+        return self
 
     def run(self, name: str, *, ok: bool = True, **values: str) -> subprocess.CompletedProcess[str]:
         script = block(BLOCKS[name])
@@ -140,7 +154,6 @@ class Project:
         )
 
     def configure(self, *providers: str) -> None:
-        self.run("install")
         for provider in providers:
             self.run(provider)
             if provider != "perform_engage":
@@ -149,6 +162,21 @@ class Project:
     def jsonl_counts(self) -> dict[str, int]:
         out = self.root / "output" / "jsonl"
         return {f.stem: len(f.read_text().splitlines()) for f in out.glob("*.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The README's install block, run once in a fresh copy of the project."""
+    root = copy_project(tmp_path_factory.mktemp("readme") / "project")
+    (root / ".venv").symlink_to(VENV_BIN.parent)
+    project = Project(root)
+    project.run("install")
+    return project
+
+
+@pytest.fixture
+def project(installed: Project, sandbox: Sandbox) -> Project:
+    return installed.reset(sandbox)
 
 
 def expected_counts(sandbox: Sandbox, *providers: str) -> dict[str, int]:
@@ -167,9 +195,8 @@ def expected_counts(sandbox: Sandbox, *providers: str) -> dict[str, int]:
 
 @pytest.mark.parametrize("provider", ["perform_engage", "onq", "respondent"])
 def test_one_provider_alone_through_meltano(
-    provider: str, sandbox: Sandbox, tmp_path: Path
+    provider: str, sandbox: Sandbox, project: Project
 ) -> None:
-    project = Project(tmp_path / "project", sandbox)
     project.configure(provider)
     completed = project.run("run")
     label = {"perform_engage": "Perform & Engage 365", "onq": "onQ", "respondent": "Respondent"}
@@ -177,11 +204,7 @@ def test_one_provider_alone_through_meltano(
     assert project.jsonl_counts() == expected_counts(sandbox, provider)
 
 
-def test_a_wrong_key_fails_the_check_naming_provider_and_setting(
-    sandbox: Sandbox, tmp_path: Path
-) -> None:
-    project = Project(tmp_path / "project", sandbox)
-    project.run("install")
+def test_a_wrong_key_fails_the_check_naming_provider_and_setting(project: Project) -> None:
     project.run("respondent", **{"'YOUR-RESPONDENT-KEY'": "respondent-bad-key-0006"})
     project.point_at_sandbox("respondent")
     completed = project.run("run", ok=False)
@@ -195,9 +218,8 @@ def test_a_wrong_key_fails_the_check_naming_provider_and_setting(
 
 @pytest.mark.skipif(not pg_cluster.available(), reason="PostgreSQL 15 binaries not found")
 def test_all_three_providers_into_jsonl_and_postgres_then_select_and_map(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, project: Project
 ) -> None:
-    project = Project(tmp_path / "project", sandbox)
     project.configure("perform_engage", "onq", "respondent")
     completed = project.run("run")
     assert len(completed.stdout.splitlines()) == 3
@@ -225,8 +247,7 @@ def test_all_three_providers_into_jsonl_and_postgres_then_select_and_map(
     assert project.jsonl_counts() == {"perform_engage_conversations": len(records)}
 
 
-def test_without_meltano_first_and_second_run(sandbox: Sandbox, tmp_path: Path) -> None:
-    project = Project(tmp_path / "project", sandbox)
+def test_without_meltano_first_and_second_run(sandbox: Sandbox, project: Project) -> None:
     (project.root / "config.json").write_text(json.dumps(sandbox.tap_config()))
 
     project.run("without_meltano")
@@ -244,8 +265,7 @@ def test_without_meltano_first_and_second_run(sandbox: Sandbox, tmp_path: Path) 
     assert second["perform_engage_conversation_plans"] == first["perform_engage_conversation_plans"]
 
 
-def test_a_failing_tap_fails_the_without_meltano_pipe(sandbox: Sandbox, tmp_path: Path) -> None:
-    project = Project(tmp_path / "project", sandbox)
+def test_a_failing_tap_fails_the_without_meltano_pipe(sandbox: Sandbox, project: Project) -> None:
     config = sandbox.tap_config()
     config["onq"]["api_secret"] = "onq-wrong-secret-padded-to-32-bytes-0007"
     (project.root / "config.json").write_text(json.dumps(config))
