@@ -74,7 +74,13 @@ def check_providers(config: Mapping[str, t.Any]) -> list[ProviderCheck]:
 
 
 def _belongs(problem: str, provider: str) -> bool:
-    return problem.startswith((f"{provider}.", f"{provider}:"))
+    """Whether a config problem is about one of `provider`'s settings.
+
+    The tap words them `onq.page_size: ...`, the SDK `... in config['onq']['page_size']`.
+    """
+    return problem.startswith((f"{provider}.", f"{provider}:")) or (
+        f"config['{provider}']" in problem
+    )
 
 
 def _config_problems(config: Mapping[str, t.Any]) -> list[str]:

@@ -102,9 +102,11 @@ def test_invalid_settings_are_reported_without_any_request(sandbox: Sandbox) -> 
     }
     onq, respondent = check_providers(config)
     assert not onq.ok
-    assert "onq: 'audience' is a required property" in onq.message
+    assert "'audience' is a required property" in onq.message
+    assert "page_size" not in onq.message  # each provider's own problems only
     assert not respondent.ok
-    assert "respondent.page_size" in respondent.message
+    assert "page_size" in respondent.message
+    assert "audience" not in respondent.message
     assert sandbox.requests == []
 
 
