@@ -108,6 +108,8 @@ def _request_first_page(config: Mapping[str, t.Any], key: str, label: str, strea
             f"{label}: cannot reach {rest.url_base} ({type(error).__name__}) — "
             f"check {key}.api_url and the network"
         )
+    except Exception as error:  # a bug, not a setting: still one line, the caller decides
+        return f"{label}: the check failed unexpectedly ({type(error).__name__}: {error})"
     finally:
         session.close()
 
