@@ -236,7 +236,9 @@ def test_stream_maps_and_activate_version_apply_in_a_run(
     assert activated == {
         "perform_engage_conversation_plans",
         "perform_engage_conversation_plan_details",
-    }  # the full-table streams, and only those
+        "perform_engage_conversation_plan_users",
+        "perform_engage_conversation_plan_departments",
+    }  # the full-table streams (plans and what is cut from them), and only those
 
 
 @pytest.mark.e2e
