@@ -24,8 +24,8 @@ from tap_conversations.prefetch import DetailPrefetcher
 from tap_conversations.progress import Progress
 from tap_conversations.sdk_compat import (
     CompatTap,
-    NestedEnvConfig,
     GroupFailure,
+    NestedEnvConfig,
     cli_config,
     install_sdk_log_filters,
 )

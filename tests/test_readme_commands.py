@@ -49,8 +49,24 @@ STREAMS = {
 STOCK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+#: The README sections whose shell blocks this module runs (the orchestration section has its
+#: own test, tests/test_orchestration_readme.py).
+SECTIONS = ("## Quick start", "## Running it\n")
+
+
+def section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start : end if end != -1 else len(text)]
+
+
 def bash_blocks() -> list[str]:
-    return re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    text = README.read_text()
+    return [
+        found
+        for heading in SECTIONS
+        for found in re.findall(r"```bash\n(.*?)```", section(text, heading), flags=re.DOTALL)
+    ]
 
 
 def block(first_command: str) -> str:
