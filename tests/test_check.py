@@ -102,7 +102,7 @@ def test_invalid_settings_are_reported_without_any_request(sandbox: Sandbox) -> 
     }
     onq, respondent = check_providers(config)
     assert not onq.ok
-    assert "'audience' is a required property" in onq.message
+    assert "audience" in onq.message  # named, whatever the wording
     assert "page_size" not in onq.message  # each provider's own problems only
     assert not respondent.ok
     assert "page_size" in respondent.message

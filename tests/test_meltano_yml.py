@@ -28,7 +28,11 @@ WHOLE_OBJECTS = {"stream_maps", "stream_map_config", "batch_config"}
 #: Numbers declared `integer`: Meltano 4.4.1 cannot pass a `decimal` set by env var (see the
 #: xfail below), and whole seconds are what these take in practice. The rate caps stay
 #: `decimal` (0.5 requests/s is a real need) and are set with `meltano config set`.
-INTEGER_NUMBERS = {"request_timeout_seconds", "progress_interval_seconds"}
+INTEGER_NUMBERS = {
+    "request_timeout_seconds",
+    "progress_interval_seconds",
+    "max_retry_after_seconds",
+}
 
 
 def extractor() -> dict[str, t.Any]:
