@@ -126,15 +126,8 @@ def test_defaults_match_and_providers_have_none(about: dict[str, t.Any]) -> None
             assert setting.get("value") == prop.get("default"), name
 
 
-#: Capabilities the SDK declares that meltano.yml leaves out on purpose. With
-#: `structured-logging` Meltano 4.4 configures the SDK's JSON log formatter, and the Dagster
-#: runner (orchestration/meltano_job.py) counts records from `METRIC: {...}` text lines: its
-#: record counts came out empty (tests/test_orchestration.py failed) when it was declared.
-LEFT_OUT = {"structured-logging"}
-
-
 def test_capabilities_are_the_ones_the_tap_declares(about: dict[str, t.Any]) -> None:
-    assert set(extractor()["capabilities"]) == set(about["capabilities"]) - LEFT_OUT
+    assert set(extractor()["capabilities"]) == set(about["capabilities"])
 
 
 def test_one_validation_group_per_provider_with_its_required_settings(
@@ -253,7 +246,7 @@ def test_stream_maps_and_activate_version_apply_in_a_run(
 
 
 @pytest.mark.e2e
-def test_a_failed_meltano_run_is_one_line_without_the_secret(
+def test_structured_logging_keeps_failures_on_one_line(
     meltano_project: MeltanoProject, sandbox: Sandbox
 ) -> None:
     pe = {**sandbox.tap_config()["perform_engage"], "api_key": "not-the-key-4242"}
