@@ -319,7 +319,6 @@ def test_a_bad_config_is_a_config_error_naming_each_problem(files: Files) -> Non
 def test_check_reports_each_provider_with_wrong_credentials_without_secrets(
     sandbox: Sandbox, files: Files
 ) -> None:
-    pytest.importorskip("tap_conversations.check", reason="the tap's connection check (issue 11)")
     good = run_source(["check", "--config", files("config", sandbox.tap_config())])
     assert good.returncode == 0
     (status,) = good.of_type("CONNECTION_STATUS")

@@ -29,6 +29,7 @@ from tap_conversations.airbyte.protocol import (
     models,
 )
 from tap_conversations.airbyte.writer import AirbyteMessageWriter
+from tap_conversations.check import check_providers
 from tap_conversations.tap import PROVIDERS, TapConversations
 
 if t.TYPE_CHECKING:
@@ -133,9 +134,6 @@ class Source:
 
     def check(self, config: dict[str, t.Any]) -> None:
         """The tap's own connection check: one cheap authenticated request per provider."""
-        # `tap_conversations.check` is built in another issue; until it is on main this import
-        # fails and `check` ends in a TRACE error.
-        from tap_conversations.check import check_providers  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: PLC0415
 
         with self.cancellation.held():  # short: one request per provider
             results = check_providers(config)  # config problems too, each on its line
