@@ -1,4 +1,4 @@
-"""The stream base classes: `ApiStream` for every endpoint, `DetailStream` for one-object GETs.
+"""The stream base class `ApiStream`, for every endpoint (`detail.DetailStream` builds on it).
 
 A provider module subclasses `ApiStream` once for its protocol (auth, paging, envelope) and then
 once per endpoint, so each endpoint class is a few declarative lines next to its schema. What
@@ -39,11 +39,10 @@ from tap_conversations.transport import decoded_body
 if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
-    from singer_sdk.pagination import BaseAPIPaginator
     from singer_sdk.streams.core import Stream
     from singer_sdk.tap_base import Tap
 
-    from tap_conversations.prefetch import DetailPrefetcher
+    from tap_conversations.prefetch import DetailPrefetcher, PrefetchableChild
     from tap_conversations.progress import Progress
     from tap_conversations.snapshot import ScanWatch
     from tap_conversations.transport import Authenticator, ProviderTransport
@@ -63,6 +62,11 @@ class ConversationsTap(t.Protocol):
     def streams(self) -> t.Mapping[str, Stream]: ...
 
     def provider_transport(self, provider: str) -> ProviderTransport: ...
+
+
+def is_detail_stream(stream: Stream) -> bool:
+    """Whether `stream` is fetched one request per parent record (a `detail.DetailStream`)."""
+    return bool(getattr(stream, "fetched_per_parent", False))
 
 
 class ApiStream(CompatStream):
@@ -285,7 +289,7 @@ class ApiStream(CompatStream):
 
     def announce_total(self, total: int) -> None:
         """The API said how many records this stream (and so each detail child) will have."""
-        for stream in (self, *(c for c in self.child_streams if isinstance(c, DetailStream))):
+        for stream in (self, *(c for c in self.child_streams if is_detail_stream(c))):
             self.conversations_tap.progress.set_total(stream.name, total)
 
     # Records ----------------------------------------------------------------------------
@@ -308,10 +312,9 @@ class ApiStream(CompatStream):
         advancing its bookmark as records are delivered (see `replication`).
         """
         children = [
-            child
+            t.cast("PrefetchableChild", child)
             for child in self.child_streams
-            if isinstance(child, DetailStream)
-            and (child.selected or child.has_selected_descendents)
+            if is_detail_stream(child) and (child.selected or child.has_selected_descendents)
         ]
         prefetcher = self.conversations_tap.detail_prefetcher
         if self.parent_stream_type is not None:
@@ -416,41 +419,3 @@ class ApiStream(CompatStream):
                 )
                 state.pop("replication_key_value", None)
                 state.pop(SENT, None)
-
-
-class DetailStream(ApiStream):
-    """One GET per parent record, returning a single object.
-
-    State is one stream-level bookmark, not one partition per parent (the SDK's default would
-    make every STATE message grow with the account). The parent only hands over records that
-    are new or changed, so the child does not filter on its own bookmark. Its requests may be
-    sent ahead, concurrently, by `prefetch.DetailPrefetcher`.
-    """
-
-    state_partitioning_keys: t.ClassVar[list[str]] = []
-
-    @override
-    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        prefetched = self.conversations_tap.detail_prefetcher.take(self, context)
-        try:
-            return self.fetch_records(context) if prefetched is None else prefetched.result()
-        except RecordVanished as gone:
-            # No permanent gap: the parent is sent again next run, and its detail read again.
-            self.logger.warning("%s — skipped this run; the next run asks again", gone)
-            for parent in self.conversations_tap.streams.values():
-                replication = getattr(parent, "replication", None)
-                if self in parent.child_streams and isinstance(replication, ListReplication):
-                    replication.retry_current()
-            return []
-
-    def fetch_records(self, context: Context | None) -> list[dict[str, t.Any]]:
-        """All records for one parent (on a worker thread when prefetched)."""
-        return list(self.checked_records(context))
-
-    @override
-    def get_new_paginator(self) -> BaseAPIPaginator[t.Any] | None:
-        return None
-
-    @override
-    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
-        return {}

@@ -20,8 +20,9 @@ from singer_sdk.authenticators import BasicAuthenticator
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
-from tap_conversations.client import ApiStream, DetailStream
+from tap_conversations.client import ApiStream
 from tap_conversations.derived import DerivedStream
+from tap_conversations.detail import DetailStream
 from tap_conversations.errors import ProviderError
 from tap_conversations.paging import NextUrlPaginator, one_record_early, with_offset
 from tap_conversations.perform_engage_schemas import (
