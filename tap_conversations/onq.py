@@ -28,6 +28,7 @@ from tap_conversations.errors import ProviderError
 from tap_conversations.paging import PageNumberUntilShortPaginator
 from tap_conversations.provider import Provider
 from tap_conversations.settings import rate_limit_setting, register_secret
+from tap_conversations.transport import decoded_body
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -167,6 +168,44 @@ class OnqConversationsStream(ApiStream):
             f"(or an object wrapping one), got {shape}"
         )
         raise ProviderError(msg)
+
+    @override
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
+        """A page, checked for a deletion between it and the page before.
+
+        The bare array announces no count, so a record deleted before this page between the
+        two page requests would go unseen: the list shifts left by one and this page's first
+        record slides, unread, into the previous page. One one-record request for the position
+        just before this page shows it: that record must still be the previous page's last.
+        A difference counts as movement, and the scan is read again (`replication`).
+        """
+        watch = self.scan_watch
+        previous_last = watch.last_key if watch is not None else None
+        rows = list(super().parse_response(response))
+        position = self.page_position(response)
+        if watch is not None and previous_last is not None and position and rows:
+            found = self.key_at(position - 1, response.request)
+            if found != previous_last:
+                watch.moved(
+                    f"the record at position {position - 1} changed between two pages "
+                    f"({previous_last} became {found})"
+                )
+        yield from rows
+
+    def key_at(self, position: int, page_request: requests.PreparedRequest) -> str | None:
+        """The key of the record at 0-based `position`, asked as a page of one record."""
+        url = (page_request.url or "").split("?", 1)[0]
+        params = {"size": 1, "page": position + 1}
+        probe = self.build_prepared_request(method="GET", url=url, params=params)
+
+        def attempt(request: requests.PreparedRequest, _context: Context | None) -> t.Any:
+            response = self.requests_session.send(self.authenticator(request), timeout=self.timeout)
+            self.validate_response(response)
+            return response
+
+        response = self.request_decorator(attempt)(probe, self.context)
+        rows = list(self.records_in(decoded_body(response), response))
+        return str(rows[0].get("id")) if rows and isinstance(rows[0], dict) else None
 
     @override
     def page_position(self, response: requests.Response) -> int | None:

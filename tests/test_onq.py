@@ -41,11 +41,16 @@ def test_every_conversation_once_and_paging_stops_on_the_short_page(
     result = sync(only_onq(sandbox, page_size=10))
 
     assert_same_records(result.records(STREAM), expected_rows(sandbox), "id")
-    pages = [r for r in sandbox.requests if r.provider == "onq"]
+    requests = [r for r in sandbox.requests if r.provider == "onq"]
+    pages = [r for r in requests if r.query["size"] == "10"]
     # 45 records at 10 a page: pages 1..5, the fifth is short, so no sixth (empty) request.
     assert len(pages) == math.ceil(len(sandbox.data.onq_conversations) / 10)
     assert [r.query["page"] for r in pages] == [str(n) for n in range(1, len(pages) + 1)]
-    assert {r.query["size"] for r in pages} == {"10"}
+    # Before pages 2..5 the record just before each is asked for alone (a deletion between
+    # two page requests would show there): positions 9, 19, 29, 39 = pages 10, 20, 30, 40.
+    probes = [r.query for r in requests if r.query["size"] == "1"]
+    assert probes == [{"size": "1", "page": str(n)} for n in (10, 20, 30, 40)]
+    assert len(requests) == len(pages) + len(probes)
 
 
 def test_full_page_at_the_end_costs_one_empty_request(
@@ -54,7 +59,12 @@ def test_full_page_at_the_end_costs_one_empty_request(
     sandbox = sandbox_factory(onq_conversations=20)
     result = sync(only_onq(sandbox, page_size=10))
     assert len(result.records(STREAM)) == 20
-    assert sandbox.count(provider="onq") == 3
+    # Pages 1, 2 and the empty 3, plus one probe before page 2 (an empty page needs none).
+    queries = [r.query for r in sandbox.requests if r.provider == "onq"]
+    assert [q for q in queries if q["size"] == "10"] == [
+        {"size": "10", "page": str(n)} for n in (1, 2, 3)
+    ]
+    assert [q for q in queries if q["size"] == "1"] == [{"size": "1", "page": "10"}]
 
 
 def test_token_is_renewed_when_the_server_expires_it_early(

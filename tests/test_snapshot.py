@@ -51,10 +51,7 @@ def small(sandbox_factory: t.Callable[..., Sandbox]) -> Sandbox:
 
 
 def churn_cases() -> list[tuple[str, str]]:
-    cases = [(p, kind) for p in ("perform_engage", "respondent") for kind in CHURN_KINDS]
-    # onQ's bare array announces no count: a deletion between two of its pages cannot be
-    # seen (README, Replication). Insertions and moves can.
-    return [*cases, ("onq", "insert"), ("onq", "move_to_end")]
+    return [(p, kind) for p in LISTS for kind in CHURN_KINDS]
 
 
 @pytest.mark.parametrize(("provider", "kind"), churn_cases())
@@ -82,7 +79,7 @@ def test_a_list_changing_between_pages_loses_nothing_over_two_runs(
     assert third.records(stream) == []
 
 
-@pytest.mark.parametrize("provider", ["perform_engage", "respondent"])
+@pytest.mark.parametrize("provider", list(LISTS))
 def test_a_list_that_never_holds_still_keeps_its_bookmark(
     small: Sandbox, provider: str, caplog: pytest.LogCaptureFixture
 ) -> None:
