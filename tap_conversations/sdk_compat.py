@@ -22,11 +22,12 @@ from singer_sdk import RESTStream, Tap
 
 if t.TYPE_CHECKING:
     import requests
+from singer_sdk.contrib.msgspec import encoder as json_encoder
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._classproperty import classproperty
-from singer_sdk.helpers._state import PROGRESS_MARKERS
+from singer_sdk.helpers._state import PROGRESS_MARKERS, StateWriter
 from singer_sdk.plugin_base import PluginBase
-from singer_sdk.singerlib import RecordMessage
+from singer_sdk.singerlib import RecordMessage, StateMessage
 from typing_extensions import override
 
 from tap_conversations.errors import Terminated
@@ -35,7 +36,7 @@ if t.TYPE_CHECKING:
     from types import FrameType
 
     import click
-    from singer_sdk.helpers.types import Context
+    from singer_sdk.helpers.types import Context, TapState
     from singer_sdk.streams.core import Stream
 
 #: SDK log messages (their `%`-templates) that say nothing a user acts on in a normal run:
@@ -268,6 +269,30 @@ class GroupFailure:
     error: Exception
 
 
+class ChangedStateWriter(StateWriter):
+    """Writes a STATE message when the state differs from the last one written.
+
+    Why: the SDK's `StateWriter` (private module) keeps a deep copy of the last state to see
+    the next change; STATE is written after every parent's child sync, and the copy was a
+    large share of the tap's CPU on the Perform & Engage detail workload (`output.py` says
+    more). Comparing the state's JSON encoding gives the same answer (two equal states
+    encoded in another key order cost one extra STATE). `CompatTap.state_writer` hands it to
+    the streams; the SDK's own uses of `_state_writer` are in `Tap.sync_all` and
+    `_handle_termination`, both replaced below. Guarded by tests/test_sdk_compat_state.py.
+    """
+
+    def __init__(self, message_writer: t.Any) -> None:
+        super().__init__(message_writer)
+        self._last_encoded: bytes | None = None
+
+    @override
+    def write_state(self, state: TapState) -> None:
+        encoded = json_encoder.encode(state)
+        if encoded != self._last_encoded:
+            self._message_writer.write_message(StateMessage(value=state))
+            self._last_encoded = encoded
+
+
 class CompatTap(Tap):
     """The tap-level overrides: `Tap.sync_all` (`@final`) and `_handle_termination`."""
 
@@ -275,6 +300,12 @@ class CompatTap(Tap):
         #: Set by SIGTERM/SIGINT; every provider's request gate ends its waits on it.
         self.stopping = threading.Event()
         super().__init__(*args, **kwargs)
+        self._changed_state_writer = ChangedStateWriter(self.message_writer)
+
+    @property
+    @override
+    def state_writer(self) -> StateWriter:
+        return self._changed_state_writer
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
