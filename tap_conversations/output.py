@@ -29,9 +29,11 @@ class StateFlushingWriter(MsgSpecWriter):
 
     @override
     def write_message(self, message: Message) -> None:
+        if type(message) is RecordMessage:  # the hot path, one call per record
+            sys.stdout.buffer.write(serialize_jsonl(message.to_dict()))
+            return
         sys.stdout.buffer.write(self.format_message(message))
-        if not isinstance(message, RecordMessage):
-            sys.stdout.flush()
+        sys.stdout.flush()
 
     @override
     def serialize_message(self, message: Message) -> bytearray:

@@ -26,6 +26,7 @@ from singer_sdk.contrib.msgspec import encoder as json_encoder
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers._state import PROGRESS_MARKERS, StateWriter
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase
 from singer_sdk.singerlib import RecordMessage, StateMessage
 from typing_extensions import override
@@ -99,6 +100,15 @@ def cli_config(ctx: click.Context) -> tuple[dict[str, t.Any], bool]:
     return dict(parsed.config), bool(parsed.parse_env)
 
 
+@dataclass(frozen=True)
+class RecordPlan:
+    """What writing a record of a stream involves, the same for every record of a run."""
+
+    nested: bool  # a nested property is deselected: the SDK's mask walk is needed
+    deselected: tuple[str, ...]  # top-level properties to drop
+    plain_alias: str | None  # the stream's one map is the SDK's identity map: its alias
+
+
 class CompatStream(RESTStream[t.Any]):
     """The stream-level overrides of private SDK methods."""
 
@@ -106,6 +116,7 @@ class CompatStream(RESTStream[t.Any]):
         super().__init__(*args, **kwargs)
         self._schema_sent = False
         self._starting_value_written = False
+        self._record_plan: RecordPlan | None = None
         if self.parent_stream_type is not None and not self.logger.filters:
             self.logger.addFilter(DemoteSdkChatter(CHILD_SDK_CHATTER))
 
@@ -182,12 +193,21 @@ class CompatStream(RESTStream[t.Any]):
         # selected at all and never written).
         # Private: `_generate_record_messages`, `_stream_version`, and
         # `singer_sdk.helpers._catalog.pop_deselected_record_properties`.
-        if self.nested_deselection:
+        plan = self._record_plan or self._plan_records()
+        if plan.nested:
             pop_deselected_record_properties(record, self.schema, self.mask)
         else:
-            for name in self.deselected_fields:
+            for name in plan.deselected:
                 record.pop(name, None)
         now = datetime.datetime.now(datetime.UTC)
+        if plan.plain_alias is not None:  # the one map is the SDK's identity map
+            yield RecordMessage(
+                stream=plan.plain_alias,
+                record=record,
+                version=self._stream_version,
+                time_extracted=now,
+            )
+            return
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
             if mapped is not None:
@@ -197,6 +217,21 @@ class CompatStream(RESTStream[t.Any]):
                     version=self._stream_version,
                     time_extracted=now,
                 )
+
+    def _plan_records(self) -> RecordPlan:
+        """What writing a record involves in this run, worked out once (see `RecordPlan`)."""
+        maps = self.stream_maps
+        plain = (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+        )
+        self._record_plan = RecordPlan(
+            nested=self.nested_deselection,
+            deselected=tuple(self.deselected_fields),
+            plain_alias=maps[0].stream_alias if plain else None,
+        )
+        return self._record_plan
 
     @override
     def _write_schema_message(self) -> None:
@@ -256,9 +291,11 @@ class CompatStream(RESTStream[t.Any]):
         return state.pop(PROGRESS_MARKERS, None) is not None
 
     def reset_schema_sent(self) -> None:
-        """A new run writes each SCHEMA again (once), and each starting bookmark."""
+        """A new run writes each SCHEMA again (once), and each starting bookmark, and works out
+        its record plan again (its catalog may differ)."""
         self._schema_sent = False
         self._starting_value_written = False
+        self._record_plan = None
 
 
 @dataclass
