@@ -330,7 +330,11 @@ class ApiStream(CompatStream):
             finally:
                 prefetcher.forget_pages()
             self.announce_total(len(run.snapshot))
-            rows = prefetcher.read_ahead(self, children, run.rows(), context)
+            rows = (
+                prefetcher.read_ahead(self, children, run.rows(), context)
+                if children
+                else run.rows()
+            )
             for sent, row in enumerate(rows, start=1):
                 run.current = row
                 yield row
