@@ -243,25 +243,20 @@ class ListReplication:
                     watch.moved(f"record {key} was updated while the list was read")
                 kept = wants(key, value)
                 batch.append((key, value, row if kept else None))
+                if kept and on_kept is not None:
+                    on_kept(1)
                 if len(batch) >= _BATCH:
-                    self._add(attempt, batch, on_kept)
+                    self._add(attempt, batch)
                     read += len(batch)
                     batch = []
-            self._add(attempt, batch, on_kept)
+            self._add(attempt, batch)
             read += len(batch)
         finally:
             self.snapshot.end_scan()
         watch.finish(read, self.snapshot.distinct(attempt))
 
-    def _add(
-        self,
-        attempt: int,
-        batch: list[tuple[str, str | None, Row | None]],
-        on_kept: t.Callable[[int], None] | None,
-    ) -> None:
+    def _add(self, attempt: int, batch: list[tuple[str, str | None, Row | None]]) -> None:
         self.snapshot.add(attempt, batch)
-        if on_kept is not None:
-            on_kept(sum(1 for _key, _value, row in batch if row is not None))
 
     @staticmethod
     def _fresh(value: str | None, watch: ScanWatch) -> bool:
