@@ -1,4 +1,4 @@
-"""Guards for what the derived streams rely on in the SDK's record flow (`sdk_compat.py`).
+"""Guards for what the derived streams rely on in the SDK's record flow (`sdk_compat/stream.py`).
 
 `CompatStream._generate_record_messages` (private) drops deselected fields when a record is
 written, and `DerivedStream` reads the parent's record in `generate_child_contexts`. Both only

@@ -1,4 +1,4 @@
-"""Guards for what `tap_conversations/sdk_compat.py` relies on in the SDK's logging, sync loop
+"""Guards for what `tap_conversations/sdk_compat/` relies on in the SDK's logging, sync loop
 and CLI. Each test fails when an SDK upgrade changes what an override replaces or matches."""
 
 from __future__ import annotations
