@@ -6,8 +6,10 @@ so the upgrade is noticed here and not in a user's warehouse.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import typing as t
+from pathlib import Path
 
 import pytest
 from singer_sdk import Stream, Tap
@@ -91,3 +93,25 @@ def test_the_run_hooks_run_around_the_final_sync_all() -> None:
     tap = TapConversations(config={})
     with pytest.raises(ConfigValidationError, match="No provider configured"):
         tap.sync_all()
+
+
+def test_private_sdk_modules_are_imported_only_in_sdk_compat() -> None:
+    # The rule the package docstring states: outside `sdk_compat/`, only the SDK's public API.
+    package = Path(sdk_compat.__file__).parent.parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if "sdk_compat" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            offenders += [
+                f"{path.name}: {name}"
+                for name in names
+                if name.startswith("singer_sdk") and any(p.startswith("_") for p in name.split("."))
+            ]
+    assert offenders == []
+    assert any(path.name == "stream.py" for path in package.joinpath("sdk_compat").iterdir())
