@@ -105,6 +105,9 @@ class OnqConversationsStream(ApiStream):
     path = "/conversations"
     primary_keys = ("id",)
     replication_key = "last_updated_on"
+    # Identifiers are opaque: the docs do not say number or string, so keep them as text
+    # (`records.RecordChecker` turns them into text before it checks the record).
+    text_fields = ("id", "org_id")
 
     schema = th.PropertiesList(
         th.Property("id", th.StringType, required=True, description="Conversation identifier"),
@@ -212,16 +215,6 @@ class OnqConversationsStream(ApiStream):
         query = dict(parse_qsl(urlparse(response.request.url or "").query))
         page, size = query.get("page", ""), query.get("size", "")
         return (int(page) - 1) * int(size) if page.isdigit() and size.isdigit() else None
-
-    @override
-    def checked_record(
-        self, row: dict[str, t.Any], context: Context | None = None
-    ) -> dict[str, t.Any] | None:
-        # Identifiers are opaque: the docs do not say number or string, so keep them as text.
-        for key in ("id", "org_id"):
-            if row.get(key) is not None:
-                row[key] = str(row[key])
-        return super().checked_record(row, context)
 
 
 PROVIDER = Provider(

@@ -10,6 +10,13 @@ later, when the record is written (`sdk_compat.CompatStream`), so child streams 
 
 The checks follow the schema, never the data, so they recurse only as deep as the schema does
 (three levels here): a hostile value nested a thousand levels deep is one wrong-type error.
+
+Two paths, one outcome. `Shape.conform` is the hot path: one pass over the record that
+normalises it in place and raises `Nonconforming` at the first thing it does not settle (an
+unknown field, a wrong type, a bad timestamp). The record then goes through the full checks
+(`RecordChecker._check_object`), which drop and report, or fail with the exact message. What
+the hot path did before it gave up is harmless: it only normalises timestamps, and normalising
+one twice gives the same text.
 """
 
 from __future__ import annotations
@@ -26,26 +33,32 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib import SelectionMask
 
 
+_UTC = datetime.UTC
+_SECONDS_Z = "--T::Z"  # value[4::3] of `YYYY-MM-DDTHH:MM:SSZ`, the APIs' usual form
+_SECONDS = "--T::"  # value[4:17:3] of `YYYY-MM-DDTHH:MM:SS...`, however the rest goes
+
+
 def utc_timestamp(value: str) -> str:
     """Normalise an ISO-8601 timestamp to UTC with a fixed layout.
 
     The APIs mix offsets (`+01:00`, `Z`) and precisions. One layout,
     `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, makes string order equal time order, which is what the
-    SDK relies on when it compares bookmark values. The instant itself is unchanged.
+    SDK relies on when it compares bookmark values. The instant itself is unchanged; a value
+    without an offset is taken as UTC, digits past the microsecond are dropped.
     Raises `ValueError` for text that is not ISO-8601 and `OverflowError` for an instant
     outside years 1-9999 once in UTC (`9999-12-31T23:59:59-01:00`).
     """
     parsed = datetime.datetime.fromisoformat(value)  # validates, whatever the path below
-    utc_suffix = value[-1] == "Z" or value.endswith("+00:00")
-    if utc_suffix and len(value) >= 20 and value[10] == "T":
-        # Already UTC (the common case): rebuild the text instead of formatting a datetime,
-        # three times cheaper on the hot path.
-        body = value[:-1] if value[-1] == "Z" else value[:-6]
-        if len(body) == 19 or (body[19] == "." and 20 < len(body) <= 26 and body[20:].isdigit()):
-            return f"{body[:19]}.{body[20:].ljust(6, '0')}+00:00"
+    # Already UTC with its date and time in the extended layout (the common case): keep the
+    # text up to the seconds instead of formatting a datetime, several times cheaper. Parsed,
+    # those separators leave only digits around them (no week date, no basic layout).
+    if value[4::3] == _SECONDS_Z:
+        return value[:19] + ".000000+00:00"
+    if parsed.tzinfo is _UTC and value[4:17:3] == _SECONDS:
+        return f"{value[:19]}.{parsed.microsecond:06d}+00:00"
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+        parsed = parsed.replace(tzinfo=_UTC)
+    return parsed.astimezone(_UTC).isoformat(timespec="microseconds")
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -69,25 +82,50 @@ def python_types(prop: dict[str, t.Any]) -> frozenset[type]:
     return frozenset(kind for name in names for kind in _JSON_TYPES.get(name, ()))
 
 
-@dataclass(frozen=True)
+class Nonconforming(Exception):
+    """A value the hot path does not settle; the full checks decide what it is."""
+
+
+_NONE: frozenset[type] = frozenset({type(None)})
+
+
 class Rule:
     """What one schema property allows: JSON types, a timestamp, an object shape, items."""
 
-    types: frozenset[type]
-    timestamp: bool
-    shape: Shape | None  # an object with declared properties
-    items: Rule | None  # an array with declared items
+    def __init__(self, prop: dict[str, t.Any], path: str) -> None:
+        self.types = python_types(prop)
+        self.timestamp = prop.get("format") == "date-time"
+        self.shape = Shape(prop["properties"], f"{path}.") if "properties" in prop else None
+        items = prop.get("items")
+        self.items = Rule(items, f"{path}[]") if isinstance(items, dict) else None
+        self.deep = self.shape is not None or self.items is not None  # checked below its level
+        # For the hot path: the types a value keeps as it is. A timestamp keeps only `None`
+        # (its text is normalised); an object or array with declared contents is gone into.
+        self.stamp = self.timestamp and str in self.types  # text to normalise
+        self.objects = self.shape if dict in self.types and not self.timestamp else None
+        self.arrays = self.items if list in self.types and not self.timestamp else None
+        gone_into = {kind for kind, into in ((dict, self.objects), (list, self.arrays)) if into}
+        self.settled_types = self.types & _NONE if self.timestamp else self.types - gone_into
 
-    @classmethod
-    def of(cls, prop: dict[str, t.Any], path: str) -> Rule:
-        shape = Shape(prop["properties"], f"{path}.") if "properties" in prop else None
-        items = cls.of(prop["items"], f"{path}[]") if isinstance(prop.get("items"), dict) else None
-        return cls(python_types(prop), prop.get("format") == "date-time", shape, items)
+    def conformed(self, value: t.Any) -> t.Any:
+        """`value` normalised, for a value its type alone does not settle.
 
-    @property
-    def deep(self) -> bool:
-        """Whether values need checking below this level."""
-        return self.shape is not None or self.items is not None
+        Raises `Nonconforming` (or the timestamp's `ValueError`) where the full checks must
+        look; a shape's `KeyError` is an unknown field.
+        """
+        if self.stamp and type(value) is str:
+            return utc_timestamp(value)
+        if type(value) is dict and self.objects is not None:
+            self.objects.conform(value)
+            return value
+        if type(value) is list and self.arrays is not None:
+            items = self.arrays
+            settled = items.settled_types
+            for index, item in enumerate(value):
+                if type(item) not in settled:
+                    value[index] = items.conformed(item)
+            return value
+        raise Nonconforming
 
 
 class Shape:
@@ -95,10 +133,26 @@ class Shape:
 
     def __init__(self, properties: dict[str, t.Any], path: str = "") -> None:
         self.path = path  # "" at the top, "messages[]." for the objects in `messages`
-        self.rules = {name: Rule.of(prop, f"{path}{name}") for name, prop in properties.items()}
+        self.rules = {name: Rule(prop, f"{path}{name}") for name, prop in properties.items()}
         self.field_types = {name: rule.types for name, rule in self.rules.items()}
         self.timestamp_fields = tuple(name for name, rule in self.rules.items() if rule.timestamp)
         self.deep_fields = tuple(name for name, rule in self.rules.items() if rule.deep)
+        self.settled_types = {name: rule.settled_types for name, rule in self.rules.items()}
+        self.stamp_fields = frozenset(name for name, rule in self.rules.items() if rule.stamp)
+
+    def conform(self, obj: dict[str, t.Any]) -> None:
+        """The hot path: normalise `obj` in place, or raise where the full checks must look.
+
+        Raises `KeyError` (an unknown field), `Nonconforming`, or a timestamp's `ValueError`,
+        `TypeError` or `OverflowError`.
+        """
+        settled, stamps = self.settled_types, self.stamp_fields
+        for name, value in obj.items():
+            if type(value) not in settled[name]:
+                if name in stamps:
+                    obj[name] = utc_timestamp(value)
+                else:
+                    obj[name] = self.rules[name].conformed(value)
 
 
 @dataclass(frozen=True)
@@ -118,7 +172,7 @@ class Selection:
 
 
 class RecordStream(t.Protocol):
-    """What a `RecordChecker` needs of its stream."""
+    """What a `RecordChecker` needs of its stream (and, if it has one, `text_fields`)."""
 
     provider_label: t.ClassVar[str]
 
@@ -144,9 +198,12 @@ class RecordChecker:
     def __init__(self, stream: RecordStream) -> None:
         self.stream = stream
         self.shape = Shape(stream.schema["properties"])
+        # Top-level fields turned into text first (`OnqConversationsStream.text_fields`).
+        self.text_fields: tuple[str, ...] = tuple(getattr(stream, "text_fields", ()))
         self._unknown_reported: set[str] = set()
         self._selection: Selection | None = None
         self._keys: tuple[str, ...] | None = None
+        self._hot_path = True
 
     @property
     def selection(self) -> Selection:
@@ -160,6 +217,9 @@ class RecordChecker:
         """The stream's primary key (the catalog may change it), read on first use."""
         if self._keys is None:
             self._keys = tuple(self.stream.primary_keys or ())
+            # A failure names the record by its key as the full checks leave it; were the key
+            # a timestamp, the hot path could have normalised it before giving up.
+            self._hot_path = not set(self._keys) & set(self.shape.timestamp_fields)
         return self._keys
 
     def reset(self) -> None:
@@ -172,9 +232,21 @@ class RecordChecker:
         if type(row) is not dict:
             msg = f"{prefix(self.stream)}: a record is {self._describe(row)}, not a JSON object"
             raise ProviderError(msg)
-        for key in self.keys:
+        for name in self.text_fields:
+            value = row.get(name)
+            if value is not None:
+                row[name] = str(value)
+        keys = self._keys if self._keys is not None else self.keys
+        for key in keys:
             if row.get(key) is None:
                 self.fail(row, key, "is missing; it is the primary key, so the record cannot load")
+        if self._hot_path:
+            try:
+                self.shape.conform(row)
+            except (Nonconforming, KeyError, TypeError, ValueError, OverflowError):
+                pass  # the full checks below say what it is
+            else:
+                return row
         self._check_object(row, self.shape, row, "")
         return row
 
