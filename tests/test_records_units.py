@@ -16,8 +16,9 @@ import typing as t
 import pytest
 
 from tap_conversations.errors import ProviderError
-from tap_conversations.records import RecordChecker, utc_timestamp
+from tap_conversations.records import RecordChecker
 from tap_conversations.tap import TapConversations
+from tap_conversations.timestamps import utc_timestamp
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib import SelectionMask
