@@ -176,6 +176,7 @@ class RecordChecker:
         self._selection: Selection | None = None
         self._keys: tuple[str, ...] | None = None
         self._use_hot_path = hot_path
+        self.full_checks = 0  # records the hot path left to the full checks
 
     @property
     def selection(self) -> Selection:
@@ -220,6 +221,7 @@ class RecordChecker:
                 pass  # the full checks below say what it is
             else:
                 return row
+        self.full_checks += 1
         self._check_object(row, self.shape, row, "")
         return row
 

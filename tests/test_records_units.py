@@ -19,9 +19,12 @@ from tap_conversations.errors import ProviderError
 from tap_conversations.records import RecordChecker
 from tap_conversations.tap import TapConversations
 from tap_conversations.timestamps import utc_timestamp
+from tests.helpers import run_sync
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib import SelectionMask
+
+    from sandbox import Sandbox
 
 NULLABLE_TEXT = {"type": ["string", "null"]}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -511,3 +514,13 @@ def test_the_hot_path_handles_a_real_onq_record_as_the_full_checks_do() -> None:
     }
     for hot_path in (True, False):
         assert RecordChecker(stream, hot_path=hot_path).check(dict(row)) == expected
+
+
+def test_every_sandbox_record_takes_the_hot_path(sandbox: Sandbox) -> None:
+    """The sandbox speaks like the APIs: none of its records should need the full checks."""
+    tap = TapConversations(config=sandbox.tap_config())
+    result = run_sync(tap)
+    streams = t.cast("dict[str, t.Any]", tap.streams)
+    assert all(result.records(name) for name in streams), result.counts()
+    full_checks = {name: stream.checker.full_checks for name, stream in streams.items()}
+    assert full_checks == dict.fromkeys(streams, 0)
