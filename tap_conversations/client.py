@@ -86,6 +86,9 @@ class ApiStream(CompatStream):
     credential_statuses: t.ClassVar[frozenset[int]] = frozenset({401, 403})
     #: Documented base URL, for providers that have one global host.
     default_api_url: t.ClassVar[str | None] = None
+    #: Top-level fields turned into text before the record checks (ids the docs leave
+    #: untyped, e.g. onQ's); see `records.RecordChecker`.
+    text_fields: tuple[str, ...] = ()
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)

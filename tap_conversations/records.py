@@ -143,9 +143,11 @@ class Selection:
 
 
 class RecordStream(t.Protocol):
-    """What a `RecordChecker` needs of its stream (and, if it has one, `text_fields`)."""
+    """What a `RecordChecker` needs of its stream."""
 
     provider_label: t.ClassVar[str]
+    #: Top-level fields whose values become text before the checks (opaque ids).
+    text_fields: tuple[str, ...]
 
     @property
     def name(self) -> str: ...
@@ -169,8 +171,7 @@ class RecordChecker:
     def __init__(self, stream: RecordStream, *, hot_path: bool = True) -> None:
         self.stream = stream
         self.shape = Shape(stream.schema["properties"])
-        # Top-level fields turned into text first (`OnqConversationsStream.text_fields`).
-        self.text_fields: tuple[str, ...] = tuple(getattr(stream, "text_fields", ()))
+        self.text_fields = tuple(stream.text_fields)
         self.hot_path = hot_path  # False: every record through the full checks (tests)
         self._unknown_reported: set[str] = set()
         self._selection: Selection | None = None
