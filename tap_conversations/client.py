@@ -329,7 +329,7 @@ class ApiStream(CompatStream):
             try:
                 # Progress counts the records kept while the list is read (the slow part of a
                 # stream without details), then knows every total before any detail request.
-                run.scan(on_kept=lambda n: progress.add(self.name, records=n))
+                run.scan(on_kept=progress.records_counter(self.name))
             finally:
                 prefetcher.forget_pages()
             self.announce_total(len(run.snapshot))

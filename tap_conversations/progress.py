@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import typing as t
 from dataclasses import dataclass, field
 
 
@@ -72,6 +73,19 @@ class Progress:
             entry.records += records
             entry.requests += requests
             entry.retries += retries
+
+    def records_counter(self, stream: str) -> t.Callable[[int], None]:
+        """A lock-free `add(stream, records=n)`, for the one thread that counts this stream's
+        records (a list scan, once per record). Safe beside `add` from other threads: they only
+        bump its requests and retries, and `+=` on an attribute no other thread writes loses
+        nothing."""
+        with self._lock:
+            entry = self._get(stream)
+
+        def count(records: int) -> None:
+            entry.records += records
+
+        return count
 
     def set_total(self, stream: str, total: int) -> None:
         with self._lock:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import typing as t
 
+from tap_conversations.progress import Progress
 from tests.helpers import run_cli
 
 if t.TYPE_CHECKING:
@@ -41,3 +43,13 @@ def test_progress_lines_and_summary(
 
     for line in completed.stdout.splitlines():
         assert json.loads(line)["type"] in {"SCHEMA", "RECORD", "STATE"}
+
+
+def test_a_records_counter_adds_to_the_same_stream_as_add() -> None:
+    progress = Progress(logging.getLogger("tests.progress"), interval=0)
+    count = progress.records_counter("s")
+    count(3)
+    progress.add("s", records=2, requests=1)
+    count(1)
+    summary = progress.summary().splitlines()
+    assert summary[1].split()[:4] == ["s", "6", "1", "0"]
