@@ -226,33 +226,29 @@ class ListReplication:
         key_field, replication_key = self.key_field, self.replication_key
         wants = self.bookmark.wants
         started_second = watch.started[:19]
-        self.snapshot.begin_scan()
-        try:
-            for raw in self.stream.request_records(self.context):
-                row = self.stream.checked_record(raw, self.context)
-                if row is None:
-                    continue
-                key = str(row.get(key_field))
-                value = row.get(replication_key) if replication_key else None
-                if (
-                    value is not None
-                    and value >= started_second
-                    and self._fresh(value, watch)
-                    and self.snapshot.new_version(key, value)
-                ):
-                    watch.moved(f"record {key} was updated while the list was read")
-                kept = wants(key, value)
-                batch.append((key, value, row if kept else None))
-                if kept and on_kept is not None:
-                    on_kept(1)
-                if len(batch) >= _BATCH:
-                    self._add(attempt, batch)
-                    read += len(batch)
-                    batch = []
-            self._add(attempt, batch)
-            read += len(batch)
-        finally:
-            self.snapshot.end_scan()
+        for raw in self.stream.request_records(self.context):
+            row = self.stream.checked_record(raw, self.context)
+            if row is None:
+                continue
+            key = str(row.get(key_field))
+            value = row.get(replication_key) if replication_key else None
+            if (
+                value is not None
+                and value >= started_second
+                and self._fresh(value, watch)
+                and self.snapshot.new_version(key, value)
+            ):
+                watch.moved(f"record {key} was updated while the list was read")
+            kept = wants(key, value)
+            batch.append((key, value, row if kept else None))
+            if kept and on_kept is not None:
+                on_kept(1)
+            if len(batch) >= _BATCH:
+                self._add(attempt, batch)
+                read += len(batch)
+                batch = []
+        self._add(attempt, batch)
+        read += len(batch)
         watch.finish(read, self.snapshot.distinct(attempt))
 
     def _add(self, attempt: int, batch: list[tuple[str, str | None, Row | None]]) -> None:

@@ -89,15 +89,11 @@ def test_the_watch_sees_counts_move_positions_shift_and_keys_repeat() -> None:
 
 def test_the_snapshot_merges_scans_keeps_newest_versions_and_orders_by_value() -> None:
     snapshot = Snapshot()
-    snapshot.begin_scan()
     snapshot.add(1, [("b", T2, {"k": "b"}), ("a", T3, {"k": "a"})])
     snapshot.add(1, [("b", T2, {"k": "b"})])  # twice in one scan: still one record
-    snapshot.end_scan()
     assert snapshot.distinct(1) == 2
-    snapshot.begin_scan()
     snapshot.add(2, [("a", T1, {"k": "stale a"}), ("c", None, {"k": "c"})])
     snapshot.add(2, [("d", T1, None)])  # read, not to be sent
-    snapshot.end_scan()
     assert [row["k"] for row in snapshot.rows()] == ["c", "b", "a"]
     assert len(snapshot) == 3
     assert snapshot.distinct(2) == 3
