@@ -4,12 +4,20 @@ the sandbox's churn between list pages."""
 from __future__ import annotations
 
 import datetime
+import os
+import tempfile
+import tracemalloc
+import typing as t
 
 import pytest
 
 from sandbox import Churn, Sandbox, SandboxSettings
+from tap_conversations import snapshot as snapshot_module
 from tap_conversations.replication import Bookmark, in_the_future
 from tap_conversations.snapshot import ScanWatch, Snapshot
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
 
 T1 = "2024-01-01T00:00:00.000000+00:00"
 T2 = "2024-01-02T00:00:00.000000+00:00"
@@ -100,6 +108,151 @@ def test_the_snapshot_merges_scans_keeps_newest_versions_and_orders_by_value() -
     assert not snapshot.new_version("a", T3)
     assert snapshot.new_version("a", T2)
     snapshot.close()
+
+
+# --- the snapshot's merge rules ---------------------------------------------------------------
+
+
+@pytest.fixture
+def snapshot() -> t.Iterator[Snapshot]:
+    opened = Snapshot()
+    yield opened
+    opened.close()
+
+
+def sent(snapshot: Snapshot) -> list[tuple[str, str]]:
+    return [(row["k"], row["v"]) for row in snapshot.rows()]
+
+
+def test_a_version_read_later_wins_only_when_its_value_is_not_older(snapshot: Snapshot) -> None:
+    snapshot.add(1, [("a", T2, {"k": "a", "v": "first"}), ("b", T2, {"k": "b", "v": "first"})])
+    snapshot.add(2, [("a", T2, {"k": "a", "v": "again"}), ("b", T1, {"k": "b", "v": "older"})])
+    assert sent(snapshot) == [("b", "first"), ("a", "again")]  # same value: the latest read
+    assert len(snapshot) == 2
+
+
+def test_no_value_is_older_than_any_and_the_latest_of_two_without_one_wins(
+    snapshot: Snapshot,
+) -> None:
+    snapshot.add(1, [("a", None, {"k": "a", "v": "none"}), ("b", T1, {"k": "b", "v": "T1"})])
+    snapshot.add(1, [("c", None, {"k": "c", "v": "none"})])
+    snapshot.add(2, [("a", T1, {"k": "a", "v": "T1"}), ("b", None, {"k": "b", "v": "none"})])
+    snapshot.add(2, [("c", None, {"k": "c", "v": "none again"})])
+    assert sent(snapshot) == [("c", "none again"), ("b", "T1"), ("a", "T1")]
+
+
+def test_a_winner_without_a_body_is_known_but_not_sent(snapshot: Snapshot) -> None:
+    snapshot.add(1, [("a", T1, {"k": "a", "v": "T1"}), ("b", T3, None), ("c", T1, None)])
+    snapshot.add(
+        2, [("a", T2, None), ("b", T2, {"k": "b", "v": "T2"}), ("c", T3, {"k": "c", "v": "T3"})]
+    )
+    assert sent(snapshot) == [("c", "T3")]  # a: newer version without body; b: older one lost
+    assert len(snapshot) == 1
+    assert snapshot.distinct(2) == 3
+
+
+def test_distinct_counts_the_keys_each_scan_read_last(snapshot: Snapshot) -> None:
+    snapshot.add(1, [("a", T1, {"k": "a"}), ("b", T1, {"k": "b"}), ("a", T1, {"k": "a"})])
+    snapshot.add(1, [("c", T1, None), ("b", T2, {"k": "b"})])
+    assert snapshot.distinct(1) == 3  # a and b came twice: still three keys
+    snapshot.add(2, [("b", T1, {"k": "b"}), ("d", T1, {"k": "d"})])
+    assert (snapshot.distinct(1), snapshot.distinct(2), snapshot.distinct(3)) == (2, 2, 0)
+    assert len(snapshot) == 3  # a, b, d; c has no body
+
+
+def test_new_version_asks_whether_the_kept_version_has_this_value(snapshot: Snapshot) -> None:
+    assert snapshot.new_version("a", T1)  # nothing read yet
+    snapshot.add(1, [("a", T2, {"k": "a"}), ("b", None, {"k": "b"}), ("c", T1, None)])
+    assert not snapshot.new_version("a", T2)
+    assert snapshot.new_version("a", T3)
+    assert snapshot.new_version("a", T1)  # an older value than the one kept
+    assert snapshot.new_version("b", None)  # no value: never the same version
+    assert not snapshot.new_version("c", T1)  # known without a body is still known
+    assert snapshot.new_version("d", T2)
+
+
+def test_equal_values_go_out_in_read_order(snapshot: Snapshot) -> None:
+    snapshot.add(1, [("z", T1, {"k": "z", "v": ""}), ("b", T1, {"k": "b", "v": ""})])
+    snapshot.add(1, [("m", T1, {"k": "m", "v": ""}), ("a", None, {"k": "a", "v": ""})])
+    assert [key for key, _ in sent(snapshot)] == ["a", "z", "b", "m"]
+
+
+def test_bodies_come_back_as_they_went_in(snapshot: Snapshot) -> None:
+    row = {
+        "text": "naïve ☃ \U0001f600",
+        "numbers": [0, -1, 2**63 - 1, 1.5, -0.0, 1e300],
+        "nested": {"list": [{"deep": None}], "empty": {}, "flags": [True, False]},
+        "none": None,
+    }
+    snapshot.add(1, [("k", T1, row), ("empty", T2, {})])
+    assert list(snapshot.rows()) == [row, {}]
+
+
+def test_keys_are_told_apart_exactly_when_their_hashes_collide(
+    snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshot_module, "hash", lambda key: 42, raising=False)
+    keys = ["580:a", "580:b", "ü", "u", "", "580:a "]
+    snapshot.add(1, [(key, T1, {"k": key, "v": "1"}) for key in keys])
+    snapshot.add(2, [(key, T2, {"k": key, "v": "2"}) for key in reversed(keys[:3])])
+    assert snapshot.distinct(1) == 3
+    assert snapshot.distinct(2) == 3
+    assert not snapshot.new_version("ü", T2)
+    assert snapshot.new_version("u", T2)
+    assert sorted(sent(snapshot)) == sorted(
+        [(k, "1") for k in keys[3:]] + [(k, "2") for k in keys[:3]]
+    )
+
+
+def test_many_runs_merge_in_order_and_their_pages_are_dropped(
+    snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Snapshot, "RUN_BYTES", 2_000)  # a run every few dozen records
+    monkeypatch.setattr(Snapshot, "READ_WINDOW", 7)
+    values = [
+        f"2024-01-01T00:00:{second:02d}.{micro:06d}+00:00"
+        for second in range(60)
+        for micro in (0, 1)
+    ]
+    scrambled = [values[(index * 37) % len(values)] for index in range(len(values))]
+    for scan in (1, 2):
+        for start in range(0, len(scrambled), 25):
+            part = scrambled[start : start + 25]
+            snapshot.add(
+                scan, [(value, value, {"k": value, "v": f"scan {scan}"}) for value in part]
+            )
+    assert sent(snapshot) == [(value, "scan 2") for value in values]
+    assert snapshot.distinct(2) == len(values)
+
+
+def test_the_files_have_no_name_and_are_closed_with_the_snapshot(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    open_files = len(os.listdir("/proc/self/fd"))
+    snapshot = Snapshot()
+    snapshot.add(1, [(str(i), T1, {"k": str(i)}) for i in range(100)])
+    assert len(list(snapshot.rows())) == 100
+    assert list(tmp_path.iterdir()) == []  # nothing to clean up, even after a crash
+    assert len(os.listdir("/proc/self/fd")) > open_files
+    snapshot.close()
+    assert len(os.listdir("/proc/self/fd")) == open_files
+
+
+def test_bodies_stay_out_of_memory(snapshot: Snapshot) -> None:
+    """20,000 records of ~1 KiB: 20 MiB of bodies, while the snapshot holds a few MiB."""
+    filler = "x" * 1_000
+    tracemalloc.start()
+    try:
+        for start in range(0, 20_000, 500):
+            part = range(start, start + 500)
+            snapshot.add(1, [(f"580:{i:032x}", T1, {"id": i, "filler": filler}) for i in part])
+        count = sum(1 for _ in snapshot.rows())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 20_000
+    assert peak < 8 * 2**20
 
 
 @pytest.mark.parametrize("kind", ["delete", "insert", "move_to_end"])
