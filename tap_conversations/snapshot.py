@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import array
 import datetime
-import mmap
 import os
 import tempfile
 import typing as t
 from itertools import accumulate, compress, islice, repeat
-from operator import and_, floordiv, mul, sub
+from operator import and_, floordiv, getitem, mul, sub
 
 import msgspec
 
@@ -129,7 +128,8 @@ class Snapshot:
         self._run_first = self._run_bytes = self._body_bytes = 0
         # The versions in the file, in file order: their number, rank and start.
         self._placed, self._placed_ranks = array.array("I"), array.array("q")
-        self._starts = array.array("q")
+        self._starts, self._run_of = array.array("q"), array.array("I")
+        self._run_firsts: list[int] = []
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder().decode
 
@@ -200,20 +200,27 @@ class Snapshot:
         self._keys.close()
 
     def _read(self, places: array.array[int]) -> Iterator[Row]:
-        if not places:
-            return
-        starts, ends = self._starts, self._starts[1:]
+        """Decode the bodies at `places`, reading each run's part of a window at once."""
+        starts, ends, run_of = self._starts, self._starts[1:], self._run_of
         ends.append(self._body_bytes)
-        with mmap.mmap(self._bodies.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)  # slices of a view are not copied before decoding
-            try:
-                for window in range(0, len(places), self.READ_WINDOW):
-                    part = places[window : window + self.READ_WINDOW]
-                    spans = map(slice, map(starts.__getitem__, part), map(ends.__getitem__, part))
-                    yield from map(self._decode, map(view.__getitem__, spans))
-                    mapped.madvise(mmap.MADV_DONTNEED)
-            finally:
-                view.release()
+        # Per run: the next place to read, and the window's buffer with its start in the file.
+        cursors = list(self._run_firsts)
+        buffers: list[memoryview] = [memoryview(b"")] * len(cursors)
+        bases = [0] * len(cursors)
+        for window in range(0, len(places), self.READ_WINDOW):
+            part = places[window : window + self.READ_WINDOW]
+            owners = list(map(run_of.__getitem__, part))
+            for run, last in dict(zip(owners, part, strict=True)).items():
+                bases[run] = start = starts[cursors[run]]
+                buffers[run] = memoryview(_read_at(self._bodies, start, ends[last]))
+                cursors[run] = last + 1
+            shifts = list(map(bases.__getitem__, owners))
+            spans = map(
+                slice,
+                map(sub, map(starts.__getitem__, part), shifts),
+                map(sub, map(ends.__getitem__, part), shifts),
+            )
+            yield from map(self._decode, map(getitem, map(buffers.__getitem__, owners), spans))
 
     def _write_run(self) -> None:
         """Append the bodies held, sorted by (rank, version), to the file."""
@@ -221,6 +228,8 @@ class Snapshot:
         if first == end:
             return
         order = array.array("I", sorted(range(first, end), key=self._ranks.__getitem__))
+        self._run_of.extend(repeat(len(self._run_firsts), len(order)))
+        self._run_firsts.append(len(self._placed))
         self._placed += order
         self._placed_ranks.extend(map(self._ranks.__getitem__, order))
         sizes = map(self._sizes.__getitem__, order)
@@ -284,6 +293,13 @@ class Snapshot:
 
 def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # any str a JSON string decodes to
+
+
+def _read_at(file: t.BinaryIO, start: int, end: int) -> bytes:
+    data = os.pread(file.fileno(), end - start, start)
+    while len(data) < end - start:  # a short read (rare on a regular file)
+        data += os.pread(file.fileno(), end - start - len(data), start + len(data))
+    return data
 
 
 def _write(file: t.BinaryIO, data: bytes) -> None:
