@@ -15,7 +15,7 @@ import os
 import tempfile
 import typing as t
 from itertools import accumulate, compress, islice, repeat
-from operator import and_, floordiv, getitem, mul, sub
+from operator import add, and_, floordiv, getitem, lshift, mul, or_, sub
 
 import msgspec
 
@@ -119,19 +119,19 @@ class Snapshot:
         # Unbuffered, never named: the files vanish when closed, or when the process ends.
         self._bodies = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (closed by close())
         self._keys = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
-        self._hashes, self._ranks = array.array("q"), array.array("q")
+        self._hashes, self._ranks = array.array("I"), array.array("q")
         self._scans, self._sizes = array.array("B"), array.array("I")
         self._key_ends = array.array("q")
         self._table = array.array("i", [-1]) * 1024  # never more than half full
         self._keys_known = self._sendable = 0
         self._run: list[bytes] = []  # bodies of the versions from `_run_first` on
-        self._run_first = self._run_bytes = self._body_bytes = 0
-        # The versions in the file, in file order: their number, rank and start.
-        self._placed, self._placed_ranks = array.array("I"), array.array("q")
-        self._starts, self._run_of = array.array("q"), array.array("I")
+        self._run_first = self._run_bytes = 0
+        # The versions in the file, in file order: their number, run and start (and the end).
+        self._placed, self._run_of = array.array("I"), array.array("I")
+        self._starts = array.array("q", [0])
         self._run_firsts: list[int] = []
         self._encode = msgspec.msgpack.Encoder().encode
-        self._decode = msgspec.msgpack.Decoder().decode
+        self._decode: t.Callable[[t.Any], Row] = msgspec.msgpack.Decoder().decode
 
     def add(self, scan: int, versions: t.Sequence[tuple[str, str | None, Row | None]]) -> None:
         """Merge records read by scan number `scan` (1 to 255): (key, replication value, row).
@@ -148,7 +148,7 @@ class Snapshot:
             bodies = [b"" if row is None else self._encode(row) for row in rows]
         else:
             bodies = list(map(self._encode, rows))
-        hashes = list(map(hash, keys))
+        hashes = list(map(_hash, keys))
         self._hashes.extend(hashes)
         self._ranks.extend(_ranks(values))
         self._scans.frombytes(bytes((scan,)) * count)
@@ -172,7 +172,7 @@ class Snapshot:
         """Whether the version kept for `key` has another replication value (or none)."""
         if value is None:
             return True
-        key_hash = hash(key)
+        key_hash = _hash(key)
         winner, _ = self._find(key_hash, key, key_hash & (len(self._table) - 1))
         return winner < 0 or self._ranks[winner] != _rank(value)
 
@@ -188,12 +188,14 @@ class Snapshot:
         """The records to send, by replication value (none first), then in read order."""
         self._write_run()
         placed, sizes, scans = self._placed, self._sizes, self._scans
-        places: t.Iterable[int] = range(len(placed))
+        places: t.Sequence[int] = range(len(placed))
         if self._sendable < len(placed):  # some have no body, or lost to a newer version
             sent = map(mul, map(sizes.__getitem__, placed), map(scans.__getitem__, placed))
-            places = compress(places, sent)
-        # The runs are sorted: this sort merges them (stable: file order breaks ties).
-        return self._read(array.array("I", sorted(places, key=self._placed_ranks.__getitem__)))
+            places = array.array("I", compress(places, sent))
+        # The runs are sorted: this sort merges them. One int a place: (rank, place) packed.
+        ranks = map(self._ranks.__getitem__, map(placed.__getitem__, places))
+        merged = sorted(map(or_, map(lshift, ranks, repeat(32)), places))
+        return self._read(array.array("I", map(and_, merged, repeat(0xFFFFFFFF))))
 
     def close(self) -> None:
         self._bodies.close()
@@ -201,8 +203,7 @@ class Snapshot:
 
     def _read(self, places: array.array[int]) -> Iterator[Row]:
         """Decode the bodies at `places`, reading each run's part of a window at once."""
-        starts, ends, run_of = self._starts, self._starts[1:], self._run_of
-        ends.append(self._body_bytes)
+        starts, run_of = self._starts, self._run_of
         # Per run: the next place to read, and the window's buffer with its start in the file.
         cursors = list(self._run_firsts)
         buffers: list[memoryview] = [memoryview(b"")] * len(cursors)
@@ -212,13 +213,13 @@ class Snapshot:
             owners = list(map(run_of.__getitem__, part))
             for run, last in dict(zip(owners, part, strict=True)).items():
                 bases[run] = start = starts[cursors[run]]
-                buffers[run] = memoryview(_read_at(self._bodies, start, ends[last]))
+                buffers[run] = memoryview(_read_at(self._bodies, start, starts[last + 1]))
                 cursors[run] = last + 1
             shifts = list(map(bases.__getitem__, owners))
             spans = map(
                 slice,
                 map(sub, map(starts.__getitem__, part), shifts),
-                map(sub, map(ends.__getitem__, part), shifts),
+                map(sub, map(starts.__getitem__, map(add, part, repeat(1))), shifts),
             )
             yield from map(self._decode, map(getitem, map(buffers.__getitem__, owners), spans))
 
@@ -231,12 +232,9 @@ class Snapshot:
         self._run_of.extend(repeat(len(self._run_firsts), len(order)))
         self._run_firsts.append(len(self._placed))
         self._placed += order
-        self._placed_ranks.extend(map(self._ranks.__getitem__, order))
         sizes = map(self._sizes.__getitem__, order)
-        self._starts.extend(islice(accumulate(sizes, initial=self._body_bytes), len(order)))
-        run = b"".join(map(self._run.__getitem__, map(sub, order, repeat(first))))
-        _write(self._bodies, run)
-        self._body_bytes += len(run)
+        self._starts.extend(islice(accumulate(sizes, initial=self._starts[-1]), 1, None))
+        _write(self._bodies, list(map(self._run.__getitem__, map(sub, order, repeat(first)))))
         self._run, self._run_first, self._run_bytes = [], end, 0
 
     def _add_keys(self, keys: tuple[str, ...]) -> None:
@@ -247,7 +245,7 @@ class Snapshot:
         if len(encoded) != len(text):  # not all ASCII: count bytes, not characters
             sizes = map(len, map(_utf8, keys))
         self._key_ends.extend(islice(accumulate(sizes, initial=start), 1, None))
-        _write(self._keys, encoded)
+        _write(self._keys, [encoded])
 
     def _key(self, version: int) -> bytes:
         start = self._key_ends[version - 1] if version else 0
@@ -302,10 +300,19 @@ def _read_at(file: t.BinaryIO, start: int, end: int) -> bytes:
     return data
 
 
-def _write(file: t.BinaryIO, data: bytes) -> None:
-    view = memoryview(data)
-    while view:  # an unbuffered write may be partial
-        view = view[file.write(view) :]
+def _write(file: t.BinaryIO, chunks: list[bytes]) -> None:
+    """Append `chunks` to an unbuffered file, without joining them in memory first."""
+    for start in range(0, len(chunks), 1024):  # IOV_MAX
+        part = chunks[start : start + 1024]
+        done = os.writev(file.fileno(), part)
+        if done < sum(map(len, part)):  # a short write (rare on a regular file)
+            rest = memoryview(b"".join(part))[done:]
+            while rest:
+                rest = rest[file.write(rest) :]
+
+
+def _hash(key: str) -> int:
+    return hash(key) & 0xFFFFFFFF  # 4 bytes a version; equal hashes are settled by the keys
 
 
 _EPOCH = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)
