@@ -14,8 +14,9 @@ import datetime
 import os
 import tempfile
 import typing as t
+from bisect import bisect_left
 from itertools import accumulate, compress, islice, repeat
-from operator import add, and_, floordiv, getitem, lshift, mul, or_, sub
+from operator import add, and_, floordiv, getitem, lshift, mul, or_, rshift, sub
 
 import msgspec
 
@@ -126,9 +127,9 @@ class Snapshot:
         self._keys_known = self._sendable = 0
         self._run: list[bytes] = []  # bodies of the versions from `_run_first` on
         self._run_first = self._run_bytes = 0
-        # The versions in the file, in file order: their number, run and start (and the end).
-        self._placed, self._run_of = array.array("I"), array.array("I")
-        self._starts = array.array("q", [0])
+        # The versions in the file, in file order, where each starts (and the end), where each
+        # run starts.
+        self._placed, self._starts = array.array("I"), array.array("q", [0])
         self._run_firsts: list[int] = []
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode: t.Callable[[t.Any], Row] = msgspec.msgpack.Decoder().decode
@@ -187,34 +188,61 @@ class Snapshot:
     def rows(self) -> Iterator[Row]:
         """The records to send, by replication value (none first), then in read order."""
         self._write_run()
-        placed, sizes, scans = self._placed, self._sizes, self._scans
-        places: t.Sequence[int] = range(len(placed))
-        if self._sendable < len(placed):  # some have no body, or lost to a newer version
-            sent = map(mul, map(sizes.__getitem__, placed), map(scans.__getitem__, placed))
-            places = array.array("I", compress(places, sent))
-        # The runs are sorted: this sort merges them. One int a place: (rank, place) packed.
-        ranks = map(self._ranks.__getitem__, map(placed.__getitem__, places))
-        merged = sorted(map(or_, map(lshift, ranks, repeat(32)), places))
-        return self._read(array.array("I", map(and_, merged, repeat(0xFFFFFFFF))))
+        return self._read()
 
     def close(self) -> None:
         self._bodies.close()
         self._keys.close()
 
-    def _read(self, places: array.array[int]) -> Iterator[Row]:
-        """Decode the bodies at `places`, reading each run's part of a window at once."""
-        starts, run_of = self._starts, self._run_of
-        # Per run: the next place to read, and the window's buffer with its start in the file.
-        cursors = list(self._run_firsts)
-        buffers: list[memoryview] = [memoryview(b"")] * len(cursors)
-        bases = [0] * len(cursors)
-        for window in range(0, len(places), self.READ_WINDOW):
-            part = places[window : window + self.READ_WINDOW]
-            owners = list(map(run_of.__getitem__, part))
-            for run, last in dict(zip(owners, part, strict=True)).items():
-                bases[run] = start = starts[cursors[run]]
-                buffers[run] = memoryview(_read_at(self._bodies, start, starts[last + 1]))
-                cursors[run] = last + 1
+    def _read(self) -> Iterator[Row]:
+        """Merge the sorted runs a window at a time: each run gives its places whose (rank,
+        place) lies below a bound, read from the file at once; one small sort orders them."""
+        placed, ranks, starts, sizes, scans = (
+            self._placed,
+            self._ranks,
+            self._starts,
+            self._sizes,
+            self._scans,
+        )
+        cursors, ends = list(self._run_firsts), [*self._run_firsts[1:], len(placed)]
+        everything = self._sendable == len(placed)  # no version without body, none lost
+
+        def key(place: int) -> int:
+            return ranks[placed[place]] << 32 | place
+
+        step = max(1, self.READ_WINDOW // max(1, len(ends)))  # adapts to how the runs mix
+        while live := [run for run, end in enumerate(ends) if cursors[run] < end]:
+            ahead = [key(cursors[run] + step) for run in live if cursors[run] + step < ends[run]]
+            bound = min(ahead, default=None)
+            buffers: dict[int, memoryview] = {}
+            bases: dict[int, int] = {}
+            merged: list[int] = []
+            taken = 0
+            for run in live:
+                low, end = cursors[run], ends[run]
+                high = end if bound is None else bisect_left(range(end), bound, low, end, key=key)
+                if high == low:
+                    continue
+                cursors[run], bases[run], taken = high, starts[low], taken + high - low
+                buffers[run] = memoryview(_read_at(self._bodies, starts[low], starts[high]))
+                places: t.Iterable[int] = range(low, high)
+                versions: t.Iterable[int] = placed[low:high]
+                if not everything:
+                    flags = list(
+                        map(mul, map(sizes.__getitem__, versions), map(scans.__getitem__, versions))
+                    )
+                    places, versions = compress(places, flags), compress(versions, flags)
+                tagged = map(or_, places, repeat(run << 32))
+                merged += map(
+                    or_, map(lshift, map(ranks.__getitem__, versions), repeat(64)), tagged
+                )
+            merged.sort()  # by (rank, place): a place's run follows from it, so is no key
+            if taken < self.READ_WINDOW // 2:
+                step *= 2
+            elif taken > self.READ_WINDOW * 2:
+                step = max(1, step // 2)
+            owners = list(map(and_, map(rshift, merged, repeat(32)), repeat(0xFFFFFFFF)))
+            part = list(map(and_, merged, repeat(0xFFFFFFFF)))
             shifts = list(map(bases.__getitem__, owners))
             spans = map(
                 slice,
@@ -229,7 +257,6 @@ class Snapshot:
         if first == end:
             return
         order = array.array("I", sorted(range(first, end), key=self._ranks.__getitem__))
-        self._run_of.extend(repeat(len(self._run_firsts), len(order)))
         self._run_firsts.append(len(self._placed))
         self._placed += order
         sizes = map(self._sizes.__getitem__, order)
