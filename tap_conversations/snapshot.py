@@ -14,9 +14,9 @@ import datetime
 import os
 import tempfile
 import typing as t
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from itertools import accumulate, compress, islice, repeat
-from operator import add, and_, floordiv, getitem, lshift, mul, or_, rshift, sub
+from operator import add, and_, floordiv, lshift, mul, or_, sub
 
 import msgspec
 
@@ -113,7 +113,7 @@ class Snapshot:
     sort) cost 5.6.
     """
 
-    RUN_BYTES = 2 << 20
+    RUN_BYTES = 1 << 20
     READ_WINDOW = 1024
 
     def __init__(self) -> None:
@@ -149,7 +149,7 @@ class Snapshot:
             bodies = [b"" if row is None else self._encode(row) for row in rows]
         else:
             bodies = list(map(self._encode, rows))
-        hashes = list(map(_hash, keys))
+        hashes = list(map(and_, map(hash, keys), repeat(_HASH_BITS)))
         self._hashes.extend(hashes)
         self._ranks.extend(_ranks(values))
         self._scans.frombytes(bytes((scan,)) * count)
@@ -173,7 +173,7 @@ class Snapshot:
         """Whether the version kept for `key` has another replication value (or none)."""
         if value is None:
             return True
-        key_hash = _hash(key)
+        key_hash = hash(key) & _HASH_BITS
         winner, _ = self._find(key_hash, key, key_hash & (len(self._table) - 1))
         return winner < 0 or self._ranks[winner] != _rank(value)
 
@@ -195,61 +195,78 @@ class Snapshot:
         self._keys.close()
 
     def _read(self) -> Iterator[Row]:
-        """Merge the sorted runs a window at a time: each run gives its places whose (rank,
-        place) lies below a bound, read from the file at once; one small sort orders them."""
-        placed, ranks, starts, sizes, scans = (
-            self._placed,
-            self._ranks,
-            self._starts,
-            self._sizes,
-            self._scans,
-        )
+        """Merge the sorted runs a window at a time (see `_window`); each run's part of a window
+        is read from the file at once, and one small sort orders the window."""
+        placed, ranks, starts = self._placed, self._ranks, self._starts
         cursors, ends = list(self._run_firsts), [*self._run_firsts[1:], len(placed)]
         everything = self._sendable == len(placed)  # no version without body, none lost
-
-        def key(place: int) -> int:
-            return ranks[placed[place]] << 32 | place
-
-        step = max(1, self.READ_WINDOW // max(1, len(ends)))  # adapts to how the runs mix
-        while live := [run for run, end in enumerate(ends) if cursors[run] < end]:
-            ahead = [key(cursors[run] + step) for run in live if cursors[run] + step < ends[run]]
-            bound = min(ahead, default=None)
-            buffers: dict[int, memoryview] = {}
-            bases: dict[int, int] = {}
-            merged: list[int] = []
-            taken = 0
-            for run in live:
-                low, end = cursors[run], ends[run]
-                high = end if bound is None else bisect_left(range(end), bound, low, end, key=key)
-                if high == low:
-                    continue
-                cursors[run], bases[run], taken = high, starts[low], taken + high - low
-                buffers[run] = memoryview(_read_at(self._bodies, starts[low], starts[high]))
-                places: t.Iterable[int] = range(low, high)
-                versions: t.Iterable[int] = placed[low:high]
-                if not everything:
-                    flags = list(
-                        map(mul, map(sizes.__getitem__, versions), map(scans.__getitem__, versions))
-                    )
-                    places, versions = compress(places, flags), compress(versions, flags)
-                tagged = map(or_, places, repeat(run << 32))
-                merged += map(
-                    or_, map(lshift, map(ranks.__getitem__, versions), repeat(64)), tagged
+        step = max(1, self.READ_WINDOW // max(1, len(ends)))
+        while True:
+            parts, step = self._window(cursors, ends, step)
+            if not parts:
+                return
+            spans: list[slice] = []  # each place's body in the window's buffer
+            keys: list[int] = []  # (rank, index in `spans`) of the places sent, packed
+            chunks, at = [], 0
+            for low, high in parts:
+                chunks.append(_read_at(self._bodies, starts[low], starts[high]))
+                shift = repeat(at - starts[low])
+                at += len(chunks[-1])
+                spans_before = len(spans)
+                spans += map(
+                    slice,
+                    map(add, starts[low:high], shift),
+                    map(add, starts[low + 1 : high + 1], shift),
                 )
-            merged.sort()  # by (rank, place): a place's run follows from it, so is no key
-            if taken < self.READ_WINDOW // 2:
-                step *= 2
-            elif taken > self.READ_WINDOW * 2:
-                step = max(1, step // 2)
-            owners = list(map(and_, map(rshift, merged, repeat(32)), repeat(0xFFFFFFFF)))
-            part = list(map(and_, merged, repeat(0xFFFFFFFF)))
-            shifts = list(map(bases.__getitem__, owners))
-            spans = map(
-                slice,
-                map(sub, map(starts.__getitem__, part), shifts),
-                map(sub, map(starts.__getitem__, map(add, part, repeat(1))), shifts),
-            )
-            yield from map(self._decode, map(getitem, map(buffers.__getitem__, owners), spans))
+                ranked = map(lshift, map(ranks.__getitem__, placed[low:high]), repeat(32))
+                tagged = map(or_, ranked, range(spans_before, len(spans)))
+                keys += tagged if everything else compress(tagged, self._sent(placed[low:high]))
+            keys.sort()
+            view = memoryview(b"".join(chunks))
+            indexes = map(and_, keys, repeat(0xFFFFFFFF))
+            yield from map(self._decode, map(view.__getitem__, map(spans.__getitem__, indexes)))
+
+    def _window(
+        self, cursors: list[int], ends: list[int], step: int
+    ) -> tuple[list[tuple[int, int]], int]:
+        """The next window, per run the places from its cursor on whose (rank, place) lies below
+        a bound; and the next `step`. The bound is the least (rank, place) among the runs'
+        `step`-th next places: what lies below it goes before whatever is left. A window over
+        two `READ_WINDOW`s halves `step`; then `step` is set for the next to hold one."""
+        placed, rank_of = self._placed, self._ranks.__getitem__
+        live = [run for run, end in enumerate(ends) if cursors[run] < end]
+        if not live:
+            return [], step
+        while True:
+            ahead = [cursors[run] + step for run in live if cursors[run] + step < ends[run]]
+            bound = min(((rank_of(placed[place]), place) for place in ahead), default=None)
+            highs = [self._cut(cursors[run], ends[run], bound) for run in live]
+            taken = sum(highs) - sum(cursors[run] for run in live)
+            if taken <= 2 * self.READ_WINDOW or step == 1:
+                break
+            step //= 2
+        parts = [(cursors[run], high) for run, high in zip(live, highs, strict=True)]
+        for run, high in zip(live, highs, strict=True):
+            cursors[run] = high
+        return [part for part in parts if part[1] > part[0]], max(
+            1, step * self.READ_WINDOW // taken
+        )
+
+    def _cut(self, low: int, end: int, bound: tuple[int, int] | None) -> int:
+        """Where a run's places below `bound` end, from `low` (places rise with (rank, place))."""
+        if bound is None:
+            return end
+        rank, place = bound
+        if low <= place < end:  # the run the bound is from
+            return place
+        search = bisect_right if end <= place else bisect_left  # an earlier run wins ties
+        return search(self._placed, rank, low, end, key=self._ranks.__getitem__)
+
+    def _sent(self, versions: array.array[int]) -> list[int]:
+        """Per version: whether it is sent (a body, and no newer version of its key)."""
+        return list(
+            map(mul, map(self._sizes.__getitem__, versions), map(self._scans.__getitem__, versions))
+        )
 
     def _write_run(self) -> None:
         """Append the bodies held, sorted by (rank, version), to the file."""
@@ -338,8 +355,7 @@ def _write(file: t.BinaryIO, chunks: list[bytes]) -> None:
                 rest = rest[file.write(rest) :]
 
 
-def _hash(key: str) -> int:
-    return hash(key) & 0xFFFFFFFF  # 4 bytes a version; equal hashes are settled by the keys
+_HASH_BITS = 0xFFFFFFFF  # 4 bytes a version: equal hashes are settled by the keys themselves
 
 
 _EPOCH = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)

@@ -204,25 +204,45 @@ def test_keys_are_told_apart_exactly_when_their_hashes_collide(
     )
 
 
-def test_many_runs_merge_in_order_and_their_pages_are_dropped(
-    snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+VALUES = [
+    f"2024-01-01T00:{minute:02d}:00.{micro:06d}+00:00" for minute in range(60) for micro in (0, 1)
+]
+
+
+@pytest.mark.parametrize(
+    "read_order",
+    [
+        [VALUES[(index * 37) % len(VALUES)] for index in range(len(VALUES))],  # scrambled
+        VALUES,  # as a list sorted by the API comes: the runs do not mix
+        VALUES[::-1],
+    ],
+    ids=["scrambled", "ascending", "descending"],
+)
+def test_many_runs_merge_in_order(
+    snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch, read_order: list[str]
 ) -> None:
     monkeypatch.setattr(Snapshot, "RUN_BYTES", 2_000)  # a run every few dozen records
     monkeypatch.setattr(Snapshot, "READ_WINDOW", 7)
-    values = [
-        f"2024-01-01T00:00:{second:02d}.{micro:06d}+00:00"
-        for second in range(60)
-        for micro in (0, 1)
-    ]
-    scrambled = [values[(index * 37) % len(values)] for index in range(len(values))]
     for scan in (1, 2):
-        for start in range(0, len(scrambled), 25):
-            part = scrambled[start : start + 25]
-            snapshot.add(
-                scan, [(value, value, {"k": value, "v": f"scan {scan}"}) for value in part]
-            )
-    assert sent(snapshot) == [(value, "scan 2") for value in values]
-    assert snapshot.distinct(2) == len(values)
+        for start in range(0, len(read_order), 25):
+            part = read_order[start : start + 25]
+            snapshot.add(scan, [(v, v, {"k": v, "v": f"scan {scan}"}) for v in part])
+    assert sent(snapshot) == [(value, "scan 2") for value in VALUES]  # read twice: the latest
+    assert snapshot.distinct(2) == len(VALUES)
+
+
+def test_many_runs_of_versions_without_value_go_out_in_read_order(
+    snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Snapshot, "RUN_BYTES", 500)
+    monkeypatch.setattr(Snapshot, "READ_WINDOW", 5)
+    keys = [f"{(index * 7919) % 1000:03d}" for index in range(1000)]
+    for start in range(0, 1000, 30):
+        batch = keys[start : start + 30]
+        snapshot.add(
+            1, [(key, None, None if int(key) % 3 else {"k": key, "v": ""}) for key in batch]
+        )
+    assert [key for key, _ in sent(snapshot)] == [key for key in keys if int(key) % 3 == 0]
 
 
 def test_the_files_have_no_name_and_are_closed_with_the_snapshot(
