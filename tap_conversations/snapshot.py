@@ -202,7 +202,8 @@ class Snapshot:
         """Merge the sorted runs a window at a time (see `_window`); each run's part of a window
         is read from the file at once, and one small sort orders the window."""
         placed, ranks, starts = self._placed, self._ranks, self._starts
-        cursors, ends = list(self._run_firsts), [*self._run_firsts[1:], len(placed)]
+        cursors = list(self._run_firsts)  # per run: its next place; and where it ends
+        ends = [*cursors[1:], len(placed)] if cursors else []
         everything = self._sendable == len(placed)  # no version without body, none lost
         step = max(1, self.READ_WINDOW // max(1, len(ends)))
         while True:

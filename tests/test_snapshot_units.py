@@ -171,6 +171,13 @@ def test_new_version_asks_whether_the_kept_version_has_this_value(snapshot: Snap
     assert snapshot.new_version("d", T2)
 
 
+def test_a_snapshot_with_nothing_to_send_sends_nothing(snapshot: Snapshot) -> None:
+    assert list(snapshot.rows()) == []
+    snapshot.add(1, [])
+    snapshot.add(1, [("a", T1, None), ("b", None, None)])
+    assert (list(snapshot.rows()), len(snapshot), snapshot.distinct(1)) == ([], 0, 2)
+
+
 def test_equal_values_go_out_in_read_order(snapshot: Snapshot) -> None:
     snapshot.add(1, [("z", T1, {"k": "z", "v": ""}), ("b", T1, {"k": "b", "v": ""})])
     snapshot.add(1, [("m", T1, {"k": "m", "v": ""}), ("a", None, {"k": "a", "v": ""})])
