@@ -210,26 +210,22 @@ class Snapshot:
             parts, step = self._window(cursors, ends, step)
             if not parts:
                 return
-            spans: list[slice] = []  # each place's body in the window's buffer
+            # The window's parts, each read at once into one buffer; per place its body's slice.
+            window = memoryview(bytearray(sum(starts[high] - starts[low] for low, high in parts)))
+            spans: list[slice] = []
             order: list[int] = []  # (rank, index in `spans`) of each place sent, packed
-            chunks, at = [], 0
             for low, high in parts:
-                chunks.append(_read_at(self._bodies, starts[low], starts[high]))
+                at, before = (spans[-1].stop if spans else 0), len(spans)
+                _read_into(self._bodies, window[at : at + starts[high] - starts[low]], starts[low])
                 shift = repeat(at - starts[low])
-                at += len(chunks[-1])
-                spans_before = len(spans)
-                spans += map(
-                    slice,
-                    map(add, starts[low:high], shift),
-                    map(add, starts[low + 1 : high + 1], shift),
-                )
+                firsts, lasts = starts[low:high], starts[low + 1 : high + 1]
+                spans += map(slice, map(add, firsts, shift), map(add, lasts, shift))
                 ranked = map(lshift, map(ranks.__getitem__, placed[low:high]), repeat(32))
-                tagged = map(or_, ranked, range(spans_before, len(spans)))
+                tagged = map(or_, ranked, range(before, len(spans)))
                 order += tagged if everything else compress(tagged, self._sent(placed[low:high]))
             order.sort()
-            view = memoryview(b"".join(chunks))
             indexes = map(and_, order, repeat(0xFFFFFFFF))
-            yield from map(self._decode, map(view.__getitem__, map(spans.__getitem__, indexes)))
+            yield from map(self._decode, map(window.__getitem__, map(spans.__getitem__, indexes)))
 
     def _window(
         self, cursors: list[int], ends: list[int], step: int
@@ -342,11 +338,17 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # any str a JSON string decodes to
 
 
-def _read_at(file: t.BinaryIO, start: int, end: int) -> bytes:
-    data = os.pread(file.fileno(), end - start, start)
-    while len(data) < end - start:  # a short read (rare on a regular file)
-        data += os.pread(file.fileno(), end - start - len(data), start + len(data))
-    return data
+def _read_into(file: t.BinaryIO, into: memoryview, start: int) -> None:
+    """Fill `into` with the file's bytes from `start` on."""
+    while into:
+        if hasattr(os, "preadv"):  # Linux, the BSDs: straight into the buffer
+            done = os.preadv(file.fileno(), [into], start)
+        else:
+            data = os.pread(file.fileno(), len(into), start)
+            into[: (done := len(data))] = data
+        if not done:
+            raise EOFError(f"the snapshot's file ends before byte {start}")
+        into, start = into[done:], start + done
 
 
 def _write(file: t.BinaryIO, chunks: list[bytes]) -> None:
