@@ -147,6 +147,11 @@ class Snapshot:
         if not versions:
             return
         keys, values, rows = zip(*versions, strict=True)
+        try:
+            ranks = array.array("q", _ranks(values))
+        except (TypeError, ValueError):
+            bad = next(v for v in values if v is not None and not _is_timestamp(v))
+            raise ValueError(f"a replication value is not an ISO-8601 timestamp: {bad!r}") from None
         first, count = len(self._hashes), len(keys)
         if None in rows:
             bodies = [b"" if row is None else self._encode(row) for row in rows]
@@ -154,7 +159,7 @@ class Snapshot:
             bodies = list(map(self._encode, rows))
         hashes = list(map(and_, map(hash, keys), repeat(_HASH_BITS)))
         self._hashes.extend(hashes)
-        self._ranks.extend(_ranks(values))
+        self._ranks += ranks
         self._scans.frombytes(bytes((scan,)) * count)
         self._sizes.extend(map(len, bodies))
         self._add_keys(keys)
@@ -380,3 +385,11 @@ def _ranks(values: t.Sequence[str | None]) -> t.Iterable[int]:
 
 def _rank(value: str) -> int:
     return (datetime.datetime.fromisoformat(value) - _EPOCH) // _MICROSECOND
+
+
+def _is_timestamp(value: t.Any) -> bool:
+    try:
+        _rank(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -178,6 +178,15 @@ def test_a_snapshot_with_nothing_to_send_sends_nothing(snapshot: Snapshot) -> No
     assert (list(snapshot.rows()), len(snapshot), snapshot.distinct(1)) == ([], 0, 2)
 
 
+def test_a_replication_value_that_is_no_timestamp_is_named(snapshot: Snapshot) -> None:
+    with pytest.raises(ValueError, match=r"not an ISO-8601 timestamp: '2024-01-01T00:00:00'"):
+        snapshot.add(1, [("a", T1, {}), ("b", "2024-01-01T00:00:00", {})])  # no offset
+    with pytest.raises(ValueError, match=r"not an ISO-8601 timestamp: 'soon'"):
+        snapshot.add(1, [("a", None, {}), ("b", "soon", {})])
+    snapshot.add(1, [("c", T1, {"k": "c", "v": ""})])  # nothing of the refused batches was kept
+    assert (sent(snapshot), snapshot.distinct(1)) == ([("c", "")], 1)
+
+
 def test_equal_values_go_out_in_read_order(snapshot: Snapshot) -> None:
     snapshot.add(1, [("z", T1, {"k": "z", "v": ""}), ("b", T1, {"k": "b", "v": ""})])
     snapshot.add(1, [("m", T1, {"k": "m", "v": ""}), ("a", None, {"k": "a", "v": ""})])
