@@ -14,11 +14,12 @@ import datetime
 import os
 import tempfile
 import typing as t
-from bisect import bisect_left, bisect_right
-from itertools import accumulate, compress, islice, repeat
-from operator import add, and_, floordiv, lshift, mul, or_, sub
+from itertools import accumulate, islice, repeat
+from operator import and_, floordiv, mul, sub
 
 import msgspec
+
+from tap_conversations.spill import SpillFile
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -95,45 +96,31 @@ class ScanWatch:
 class Snapshot:
     """The records of one list, merged by key over its scans; their bodies in a temporary file.
 
-    Each read of a record is a *version*, numbered in read order, and kept in memory as a few
-    numbers in `array` columns, 37 bytes (a dict of 50,000 keys to tuples took 9 MiB): its key's
-    32-bit hash, its *rank* (its replication value in microseconds since year 1, -1 for none),
-    the last scan that read its key (0 once another version of the key won), the size of its
-    MessagePack body (0: known, not to be sent), the end of its key in a second file (equal
-    hashes are settled by the keys) and, once written, its place in the file and where it
-    starts. `_table`, open addressing at most half full, maps each key to its winning version.
+    Each read of a record is a *version*, numbered in read order. In memory a version is a few
+    numbers in `array` columns, 37 bytes with those of `spill.SpillFile` (a dict of 50,000 keys
+    to tuples took 9 MiB): its key's 32-bit hash, its *rank* (its replication value in
+    microseconds since year 1, -1 for none), the last scan that read its key (0 once another
+    version of the key won), the size of its MessagePack body (0: known, not to be sent) and
+    the end of its key in a file of keys (equal hashes are settled by the keys). `_table`, open
+    addressing at most half full, maps each key to its winning version. The bodies go to a
+    `SpillFile`, which gives them back by rank.
 
-    Bodies wait in memory until `RUN_BYTES` of them were read, then are appended to the file as
-    a *run* sorted by (rank, version). `rows` merges the runs a window at a time: a run's part
-    of a window is one read of consecutive bytes, and only one window's bodies are in memory.
-    (Not a mapping of the file: mapped pages count in RSS, and the kernel maps whole large
-    folios, up to a run each, at once.)
-
-    On the 50,000 onQ sandbox records, add + rows cost 3.4 µs a record, MessagePack's encode
+    On the 50,000 onQ sandbox records, add + rows cost 3.5 µs a record, MessagePack's encode
     and decode 2.0 of it, against 6.5 for the SQLite table this replaces (an upsert per record,
     then an indexed sort); 50,000 such records hold 2.3 MiB more at peak than 2,000.
     """
 
-    RUN_BYTES = 1 << 20
-    READ_WINDOW = 1024
-
     def __init__(self) -> None:
-        # Unbuffered, never named: the files vanish when closed, or when the process ends.
-        self._bodies = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (closed by close())
-        self._keys = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
         self._hashes, self._ranks = array.array("I"), array.array("q")
         self._scans, self._sizes = array.array("B"), array.array("I")
         self._key_ends = array.array("q")
         self._table = array.array("i", [-1]) * 1024  # never more than half full
         self._keys_known = self._sendable = 0
-        self._run: list[bytes] = []  # bodies of the versions from `_run_first` on
-        self._run_first = self._run_bytes = 0
-        # The versions in the file, in file order, where each starts (and the end), where each
-        # run starts.
-        self._placed, self._starts = array.array("I"), array.array("q", [0])
-        self._run_firsts: list[int] = []
+        # Unbuffered, never named: the files vanish when closed, or when the process ends.
+        self._keys = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (closed by close())
+        self._bodies = SpillFile(self._ranks)
         self._encode = msgspec.msgpack.Encoder().encode
-        self._decode: t.Callable[[t.Any], Row] = msgspec.msgpack.Decoder().decode
+        self._decode: t.Callable[[memoryview], Row] = msgspec.msgpack.Decoder().decode
 
     def add(self, scan: int, versions: t.Sequence[tuple[str, str | None, Row | None]]) -> None:
         """Merge records read by scan number `scan` (1 to 255): (key, replication value, row).
@@ -163,8 +150,6 @@ class Snapshot:
         self._scans.frombytes(bytes((scan,)) * count)
         self._sizes.extend(map(len, bodies))
         self._add_keys(keys)
-        self._run += bodies
-        self._run_bytes += sum(self._sizes[first:])
         self._sendable += count - bodies.count(b"")
         self._grow_table(self._keys_known + count)
         table, mask, merged = self._table, len(self._table) - 1, 0
@@ -174,8 +159,7 @@ class Snapshot:
             else:
                 merged += self._place(slot, version, keys[version - first], scan)
         self._keys_known += count - merged
-        if self._run_bytes >= self.RUN_BYTES:
-            self._write_run()
+        self._bodies.add(bodies)
 
     def new_version(self, key: str, value: str | None) -> bool:
         """Whether the version kept for `key` has another replication value (or there is none):
@@ -196,96 +180,18 @@ class Snapshot:
 
     def rows(self) -> Iterator[Row]:
         """The records to send, by replication value (none first), then in read order."""
-        self._write_run()
-        return self._read()
+        every_version_sent = self._sendable == len(self._hashes)
+        return self._bodies.read(self._decode, None if every_version_sent else self._sent)
 
     def close(self) -> None:
         self._bodies.close()
         self._keys.close()
-
-    def _read(self) -> Iterator[Row]:
-        """Merge the sorted runs a window at a time (see `_window`); each run's part of a window
-        is read from the file at once, and one small sort orders the window."""
-        placed, ranks, starts = self._placed, self._ranks, self._starts
-        cursors = list(self._run_firsts)  # per run: its next place; and where it ends
-        ends = [*cursors[1:], len(placed)] if cursors else []
-        everything = self._sendable == len(placed)  # no version without body, none lost
-        step = max(1, self.READ_WINDOW // max(1, len(ends)))
-        while True:
-            parts, step = self._window(cursors, ends, step)
-            if not parts:
-                return
-            # The window's parts, each read at once into one buffer; per place its body's slice.
-            window = memoryview(bytearray(sum(starts[high] - starts[low] for low, high in parts)))
-            spans: list[slice] = []
-            order: list[int] = []  # (rank, index in `spans`) of each place sent, packed
-            for low, high in parts:
-                at, before = (spans[-1].stop if spans else 0), len(spans)
-                _read_into(self._bodies, window[at : at + starts[high] - starts[low]], starts[low])
-                shift = repeat(at - starts[low])
-                firsts, lasts = starts[low:high], starts[low + 1 : high + 1]
-                spans += map(slice, map(add, firsts, shift), map(add, lasts, shift))
-                ranked = map(lshift, map(ranks.__getitem__, placed[low:high]), repeat(32))
-                tagged = map(or_, ranked, range(before, len(spans)))
-                order += tagged if everything else compress(tagged, self._sent(placed[low:high]))
-            order.sort()
-            indexes = map(and_, order, repeat(0xFFFFFFFF))
-            yield from map(self._decode, map(window.__getitem__, map(spans.__getitem__, indexes)))
-
-    def _window(
-        self, cursors: list[int], ends: list[int], step: int
-    ) -> tuple[list[tuple[int, int]], int]:
-        """The next window, per run the places from its cursor on whose (rank, place) lies below
-        a bound; and the next `step`. The bound is the least (rank, place) among the runs'
-        `step`-th next places: what lies below it goes before whatever is left. A window over
-        two `READ_WINDOW`s halves `step`; then `step` is set for the next to hold one."""
-        placed, rank_of = self._placed, self._ranks.__getitem__
-        live = [run for run, end in enumerate(ends) if cursors[run] < end]
-        if not live:
-            return [], step
-        while True:
-            ahead = [cursors[run] + step for run in live if cursors[run] + step < ends[run]]
-            bound = min(((rank_of(placed[place]), place) for place in ahead), default=None)
-            highs = [self._cut(cursors[run], ends[run], bound) for run in live]
-            taken = sum(highs) - sum(cursors[run] for run in live)
-            if taken <= 2 * self.READ_WINDOW or step == 1:
-                break
-            step //= 2
-        parts = [(cursors[run], high) for run, high in zip(live, highs, strict=True)]
-        for run, high in zip(live, highs, strict=True):
-            cursors[run] = high
-        return [part for part in parts if part[1] > part[0]], max(
-            1, step * self.READ_WINDOW // taken
-        )
-
-    def _cut(self, low: int, end: int, bound: tuple[int, int] | None) -> int:
-        """Where a run's places below `bound` end, from `low` (places rise with (rank, place))."""
-        if bound is None:
-            return end
-        rank, place = bound
-        if low <= place < end:  # the run the bound is from
-            return place
-        search = bisect_right if end <= place else bisect_left  # an earlier run wins ties
-        return search(self._placed, rank, low, end, key=self._ranks.__getitem__)
 
     def _sent(self, versions: array.array[int]) -> list[int]:
         """Per version: whether it is sent (a body, and no newer version of its key)."""
         return list(
             map(mul, map(self._sizes.__getitem__, versions), map(self._scans.__getitem__, versions))
         )
-
-    def _write_run(self) -> None:
-        """Append the bodies held, sorted by (rank, version), to the file."""
-        first, end = self._run_first, len(self._hashes)
-        if first == end:
-            return
-        order = array.array("I", sorted(range(first, end), key=self._ranks.__getitem__))
-        self._run_firsts.append(len(self._placed))
-        self._placed += order
-        sizes = map(self._sizes.__getitem__, order)
-        self._starts.extend(islice(accumulate(sizes, initial=self._starts[-1]), 1, None))
-        _write(self._bodies, list(map(self._run.__getitem__, map(sub, order, repeat(first)))))
-        self._run, self._run_first, self._run_bytes = [], end, 0
 
     def _add_keys(self, keys: tuple[str, ...]) -> None:
         start = self._key_ends[-1] if self._key_ends else 0
@@ -295,7 +201,7 @@ class Snapshot:
         if len(encoded) != len(text):  # not all ASCII: count bytes, not characters
             sizes = map(len, map(_utf8, keys))
         self._key_ends.extend(islice(accumulate(sizes, initial=start), 1, None))
-        _write(self._keys, [encoded])
+        _append(self._keys, encoded)
 
     def _key(self, version: int) -> bytes:
         start = self._key_ends[version - 1] if version else 0
@@ -343,28 +249,10 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # any str a JSON string decodes to
 
 
-def _read_into(file: t.BinaryIO, into: memoryview, start: int) -> None:
-    """Fill `into` with the file's bytes from `start` on."""
-    while into:
-        if hasattr(os, "preadv"):  # Linux, the BSDs: straight into the buffer
-            done = os.preadv(file.fileno(), [into], start)
-        else:
-            data = os.pread(file.fileno(), len(into), start)
-            into[: (done := len(data))] = data
-        if not done:
-            raise EOFError(f"the snapshot's file ends before byte {start}")
-        into, start = into[done:], start + done
-
-
-def _write(file: t.BinaryIO, chunks: list[bytes]) -> None:
-    """Append `chunks` to an unbuffered file, without joining them in memory first."""
-    for start in range(0, len(chunks), 1024):  # IOV_MAX
-        part = chunks[start : start + 1024]
-        rest = memoryview(b"")
-        if (done := os.writev(file.fileno(), part)) < sum(map(len, part)):
-            rest = memoryview(b"".join(part))[done:]  # a short write: rare on a regular file
-        while rest:
-            rest = rest[file.write(rest) :]
+def _append(file: t.BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # an unbuffered write may be short
+        view = view[file.write(view) :]
 
 
 _HASH_BITS = 0xFFFFFFFF  # 4 bytes a version: equal hashes are settled by the keys themselves

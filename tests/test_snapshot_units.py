@@ -15,6 +15,7 @@ from sandbox import Churn, Sandbox, SandboxSettings
 from tap_conversations import snapshot as snapshot_module
 from tap_conversations.replication import Bookmark, in_the_future
 from tap_conversations.snapshot import ScanWatch, Snapshot
+from tap_conversations.spill import SpillFile
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -237,8 +238,8 @@ VALUES = [
 def test_many_runs_merge_in_order(
     snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch, read_order: list[str]
 ) -> None:
-    monkeypatch.setattr(Snapshot, "RUN_BYTES", 2_000)  # a run every few dozen records
-    monkeypatch.setattr(Snapshot, "READ_WINDOW", 7)
+    monkeypatch.setattr(SpillFile, "RUN_BYTES", 2_000)  # a run every few dozen records
+    monkeypatch.setattr(SpillFile, "READ_WINDOW", 7)
     for scan in (1, 2):
         for start in range(0, len(read_order), 25):
             part = read_order[start : start + 25]
@@ -250,8 +251,8 @@ def test_many_runs_merge_in_order(
 def test_many_runs_of_versions_without_value_go_out_in_read_order(
     snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Snapshot, "RUN_BYTES", 500)
-    monkeypatch.setattr(Snapshot, "READ_WINDOW", 5)
+    monkeypatch.setattr(SpillFile, "RUN_BYTES", 500)
+    monkeypatch.setattr(SpillFile, "READ_WINDOW", 5)
     keys = [f"{(index * 7919) % 1000:03d}" for index in range(1000)]
     for start in range(0, 1000, 30):
         batch = keys[start : start + 30]
