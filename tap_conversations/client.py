@@ -323,7 +323,28 @@ class ApiStream(CompatStream):
         if self.parent_stream_type is not None:
             yield from prefetcher.read_ahead(self, children, self.checked_records(context), context)
             return
+        rows = self.replicate(context, children)
+        yield from t.cast("t.Iterator[dict[str, t.Any]]", rows)
+
+    @override
+    def encoded_records(self, context: Context | None) -> t.Iterator[bytes] | None:
+        """A list stream's records as the snapshot holds them (JSON), to be written as they
+        are when nothing needs them decoded (`sdk_compat.CompatStream._sync_records`)."""
+        if self.parent_stream_type is not None:
+            return None
+        return t.cast("t.Iterator[bytes]", self.replicate(context, [], encoded=True))
+
+    def replicate(
+        self,
+        context: Context | None,
+        children: t.Sequence[PrefetchableChild],
+        *,
+        encoded: bool = False,
+    ) -> t.Iterator[dict[str, t.Any] | bytes]:
+        """Scan the list, then hand its records on in replication-key order (decoded, or
+        `encoded` as JSON), the bookmark moving past each once it is written."""
         progress = self.conversations_tap.progress
+        prefetcher = self.conversations_tap.detail_prefetcher
         run = self.replication = ListReplication(self, context)
         try:
             try:
@@ -333,17 +354,24 @@ class ApiStream(CompatStream):
             finally:
                 prefetcher.forget_pages()
             self.announce_total(len(run.snapshot))
-            rows = (
-                prefetcher.read_ahead(self, children, run.rows(), context)
-                if children
-                else run.rows()
-            )
-            for sent, row in enumerate(rows, start=1):
-                run.current = row
-                yield row
-                run.delivered(row)
-                if sent % CHECKPOINT_EVERY == 0 and run.checkpoint_due():
-                    self.checkpoint()
+            if encoded:
+                for sent, (key, value, record_json) in enumerate(run.entries(), start=1):
+                    yield record_json
+                    run.delivered_key(key, value)
+                    if sent % CHECKPOINT_EVERY == 0 and run.checkpoint_due():
+                        self.checkpoint()
+            else:
+                rows = (
+                    prefetcher.read_ahead(self, children, run.rows(), context)
+                    if children
+                    else run.rows()
+                )
+                for sent, row in enumerate(rows, start=1):
+                    run.current = row
+                    yield row
+                    run.delivered(row)
+                    if sent % CHECKPOINT_EVERY == 0 and run.checkpoint_due():
+                        self.checkpoint()
             run.finish()
         finally:
             run.close()

@@ -17,8 +17,11 @@ instead, and here a STATE line is encoded straight from the state dict.
 
 from __future__ import annotations
 
+import datetime
 import sys
+import typing as t
 
+import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
 from singer_sdk.singerlib import Message, RecordMessage, StateMessage
 from typing_extensions import override
@@ -34,6 +37,25 @@ class StateFlushingWriter(MsgSpecWriter):
             return
         sys.stdout.buffer.write(self.format_message(message))
         sys.stdout.flush()
+
+    def write_encoded_record(
+        self,
+        stream: str,
+        record_json: bytes,
+        version: int | None,
+        time_extracted: datetime.datetime,
+    ) -> None:
+        """A RECORD message around `record_json`, byte for byte what writing a
+        `RecordMessage` of the decoded record gives (`sdk_compat.EncodedRecordWriter`)."""
+        message: dict[str, t.Any] = {
+            "type": "RECORD",
+            "stream": stream,
+            "record": msgspec.Raw(record_json),
+        }
+        if version is not None:
+            message["version"] = version
+        message["time_extracted"] = time_extracted
+        sys.stdout.buffer.write(serialize_jsonl(message))
 
     @override
     def serialize_message(self, message: Message) -> bytearray:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from tap_conversations.errors import prefix
 from tap_conversations.records import utc_timestamp
-from tap_conversations.snapshot import ScanWatch, Snapshot, utc_now_text
+from tap_conversations.snapshot import Entry, ScanWatch, Snapshot, utc_now_text
 
 if t.TYPE_CHECKING:
     import logging
@@ -277,14 +277,23 @@ class ListReplication:
         if self.current is not None:
             self.failed.add(str(self.current.get(self.key_field)))
 
+    def entries(self) -> Iterator[Entry]:
+        """What `rows` gives, each as (key, replication value, the record's JSON)."""
+        return self.snapshot.entries()
+
     def delivered(self, row: Row) -> None:
         """The SDK wrote `row` and synced its children: move the bookmark past it."""
+        if self.replication_key:
+            self.delivered_key(str(row.get(self.key_field)), row.get(self.replication_key))
+
+    def delivered_key(self, key: str, value: str | None) -> None:
+        """The record `key`, at replication value `value`, was written (and its children
+        synced): move the bookmark past it."""
         if not self.replication_key:
             return
-        key = str(row.get(self.key_field))
         bookmark = self.bookmark
         if self.proven:
-            bookmark.advance(key, row.get(self.replication_key), self.ceiling)
+            bookmark.advance(key, value, self.ceiling)
         elif bookmark.retry:
             bookmark.retry.discard(key)
         if self.failed and key in self.failed:

@@ -18,6 +18,7 @@ from itertools import accumulate, islice, repeat
 from operator import and_, floordiv, mul, sub
 
 import msgspec
+from singer_sdk.contrib.msgspec import encoder as json_encoder
 
 from tap_conversations.spill import SpillFile
 
@@ -25,6 +26,8 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
 Row = dict[str, t.Any]
+#: A record to send, as the snapshot keeps it: key, replication value, JSON of the record.
+Entry = tuple[str, t.Optional[str], bytes]  # noqa: UP045 (a runtime type, for msgspec)
 
 
 def utc_now_text(now: datetime.datetime | None = None) -> str:
@@ -119,8 +122,14 @@ class Snapshot:
         # Unbuffered, never named: the files vanish when closed, or when the process ends.
         self._keys = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (closed by close())
         self._bodies = SpillFile(self._ranks)
+        # Each body is a MessagePack (key, value, JSON of the record): what `rows` decodes,
+        # and what `entries` hands on as it is, for a record written without being decoded.
+        # The JSON is the SDK's own encoding (`singer_sdk.contrib.msgspec`), byte for byte
+        # what a RECORD message of the decoded record would hold.
         self._encode = msgspec.msgpack.Encoder().encode
-        self._decode: t.Callable[[memoryview], Row] = msgspec.msgpack.Decoder().decode
+        self._encode_json = json_encoder.encode
+        self._decode_entry = msgspec.msgpack.Decoder(Entry).decode
+        self._decode_json: t.Callable[[bytes], Row] = msgspec.json.Decoder().decode
 
     def add(self, scan: int, versions: t.Sequence[tuple[str, str | None, Row | None]]) -> None:
         """Merge records read by scan number `scan` (1 to 255): (key, replication value, row).
@@ -133,17 +142,17 @@ class Snapshot:
             raise ValueError(f"scan numbers go from 1 to 255, not {scan}")
         if not versions:
             return
-        keys, values, rows = zip(*versions, strict=True)
+        keys, values, _rows = zip(*versions, strict=True)
         try:
             ranks = array.array("q", _ranks(values))
         except (TypeError, ValueError):
             bad = next(v for v in values if v is not None and not _is_timestamp(v))
             raise ValueError(f"a replication value is not an ISO-8601 timestamp: {bad!r}") from None
         first, count = len(self._hashes), len(keys)
-        if None in rows:
-            bodies = [b"" if row is None else self._encode(row) for row in rows]
-        else:
-            bodies = list(map(self._encode, rows))
+        encode, json = self._encode, self._encode_json
+        bodies = [
+            b"" if row is None else encode((key, value, json(row))) for key, value, row in versions
+        ]
         hashes = list(map(and_, map(hash, keys), repeat(_HASH_BITS)))
         self._hashes.extend(hashes)
         self._ranks += ranks
@@ -180,8 +189,13 @@ class Snapshot:
 
     def rows(self) -> Iterator[Row]:
         """The records to send, by replication value (none first), then in read order."""
+        decode_json = self._decode_json
+        return (decode_json(entry[2]) for entry in self.entries())
+
+    def entries(self) -> Iterator[Entry]:
+        """What `rows` gives, as (key, replication value, the record's JSON)."""
         every_version_sent = self._sendable == len(self._hashes)
-        return self._bodies.read(self._decode, None if every_version_sent else self._sent)
+        return self._bodies.read(self._decode_entry, None if every_version_sent else self._sent)
 
     def close(self) -> None:
         self._bodies.close()

@@ -1,0 +1,135 @@
+"""Guards for `CompatStream._sync_records`: records written as the snapshot holds them.
+
+It replaces the SDK's record loop for a stream with no children, no partitions, the identity
+map and nothing deselected (see its comment). These tests fail when the SDK's loop gains a
+step the replacement does not take, when `Stream.sync` stops calling it, or when its output
+differs in any byte but `time_extracted` from the SDK's loop on the same records.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import typing as t
+
+from singer_sdk.contrib.msgspec import encoder as json_encoder
+from singer_sdk.singerlib import RecordMessage
+from singer_sdk.streams.core import Stream
+
+from tap_conversations.client import ApiStream
+from tap_conversations.output import StateFlushingWriter
+from tests.helpers import sync
+from tests.test_sdk_compat_logging import calls_in
+
+if t.TYPE_CHECKING:
+    import pytest
+
+    from sandbox import Sandbox
+
+ONQ = "onq_conversations"
+
+
+def test_the_sdks_record_loop_still_takes_the_steps_the_replacement_takes() -> None:
+    assert calls_in(Stream._sync_records) == {
+        "get_record_counter",
+        "get_sync_timer",
+        "copy",
+        "with_context",
+        "_get_state_partition_context",
+        "_write_starting_replication_value",
+        "enumerate",
+        "get_records",
+        "_check_max_record_limit",
+        "isinstance",
+        "warn",
+        "post_process",
+        "_process_record",
+        "log_sort_error",
+        "_write_record_message",
+        "_increment_stream_state",
+        "_write_state_message",
+        "increment",
+        "get_context_state",
+        "_finalize_state",
+    }
+    assert "_sync_records" in calls_in(Stream.sync)
+
+
+def without_encoded_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ApiStream, "encoded_records", lambda self, context: None)
+
+
+def comparable(messages: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """The messages with each RECORD's `time_extracted` (the clock's) left out."""
+    return [{k: v for k, v in m.items() if k != "time_extracted"} for m in messages]
+
+
+def test_records_written_as_read_are_the_messages_the_sdks_loop_writes(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[str] = []
+    original = StateFlushingWriter.write_encoded_record
+
+    def counting(self: StateFlushingWriter, stream: str, *args: t.Any) -> None:
+        written.append(stream)
+        original(self, stream, *args)
+
+    monkeypatch.setattr(StateFlushingWriter, "write_encoded_record", counting)
+    config = {"onq": sandbox.tap_config()["onq"]}
+    fast = sync(config)
+    assert written == [ONQ] * 45  # every record took the encoded path
+    with monkeypatch.context() as patch:
+        without_encoded_records(patch)
+        slow = sync(config)
+    assert written == [ONQ] * 45  # ... and none did here
+    assert comparable(fast.messages) == comparable(slow.messages)
+    assert [m["type"] for m in fast.messages].count("RECORD") == 45
+    assert all("time_extracted" in m for m in fast.messages if m["type"] == "RECORD")
+    assert fast.states[-1] == slow.states[-1]
+    assert fast.states[-1]["bookmarks"][ONQ]["replication_key_value"]
+
+
+def test_a_re_run_from_the_state_of_records_written_as_read_sends_nothing(
+    sandbox: Sandbox,
+) -> None:
+    config = {"onq": sandbox.tap_config()["onq"]}
+    first = sync(config)
+    again = sync(config, state=first.states[-1])
+    assert len(first.records(ONQ)) == 45
+    assert again.records(ONQ) == []
+
+
+def test_a_stream_map_or_a_deselected_field_takes_the_sdks_loop(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[str] = []
+    monkeypatch.setattr(
+        StateFlushingWriter, "write_encoded_record", lambda self, *args: written.append("x")
+    )
+    config = {
+        "onq": sandbox.tap_config()["onq"],
+        "stream_maps": {ONQ: {"name": "name.upper()"}},
+    }
+    result = sync(config)
+    records = result.records(ONQ)
+    assert len(records) == 45
+    assert all(r["name"] == r["name"].upper() for r in records)
+    assert written == []
+
+
+def test_an_encoded_record_is_byte_for_byte_the_record_message(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    record = {"id": "7", "name": "Zoë", "n": 1.5, "tags": ["a", None], "nested": {"ok": True}}
+    now = datetime.datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=datetime.UTC)
+    writer = StateFlushingWriter()
+    for version in (None, 1735787045):
+        writer.write_encoded_record(ONQ, json_encoder.encode(record), version, now)
+        message = RecordMessage(stream=ONQ, record=record, version=version, time_extracted=now)
+        writer.write_message(message)
+    sys.stdout.flush()
+    lines = capsysbinary.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert lines[0] == lines[1]
+    assert lines[2] == lines[3]
+    assert b'"version":1735787045' in lines[2]
