@@ -9,6 +9,8 @@ differs in any byte but `time_extracted` from the SDK's loop on the same records
 from __future__ import annotations
 
 import datetime
+import io
+import json
 import sys
 import typing as t
 
@@ -18,6 +20,7 @@ from singer_sdk.streams.core import Stream
 
 from tap_conversations.client import ApiStream
 from tap_conversations.output import StateFlushingWriter
+from tap_conversations.sdk_compat.stream import EncodedRecordWriter
 from tests.helpers import sync
 from tests.test_sdk_compat_logging import calls_in
 
@@ -133,3 +136,27 @@ def test_an_encoded_record_is_byte_for_byte_the_record_message(
     assert lines[0] == lines[1]
     assert lines[2] == lines[3]
     assert b'"version":1735787045' in lines[2]
+
+
+def test_the_airbyte_writer_writes_an_encoded_record_as_it_writes_the_record_message() -> None:
+    from tap_conversations.airbyte.cancellation import Cancellation  # noqa: PLC0415
+    from tap_conversations.airbyte.protocol import MessageOutput  # noqa: PLC0415
+    from tap_conversations.airbyte.writer import AirbyteMessageWriter  # noqa: PLC0415
+
+    out = io.BytesIO()
+    output = MessageOutput(out)
+    writer = AirbyteMessageWriter(output, [ONQ], Cancellation(output))
+    assert isinstance(writer, EncodedRecordWriter)
+    record = {"id": "7", "name": "Zoë", "n": 1.5, "tags": ["a", None], "nested": {"ok": True}}
+    now = datetime.datetime(2025, 1, 2, 3, 4, 5, 6000, tzinfo=datetime.UTC)
+    writer.write_encoded_record(ONQ, json_encoder.encode(record), None, now)
+    writer.write_message(RecordMessage(stream=ONQ, record=record, time_extracted=now))
+    output.flush()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0] == lines[1]
+    assert json.loads(lines[0])["record"] == {
+        "stream": ONQ,
+        "data": record,
+        "emitted_at": 1735787045006,
+    }

@@ -13,9 +13,11 @@ tap through its public `message_writer` argument, prints Airbyte messages instea
 
 from __future__ import annotations
 
+import datetime
 import time
 import typing as t
 
+import msgspec
 from singer_sdk.io_base import GenericSingerWriter
 from singer_sdk.singerlib import ActivateVersionMessage, RecordMessage, SchemaMessage, StateMessage
 from typing_extensions import override
@@ -163,6 +165,24 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
             return
         for airbyte_message in self.translate(message):
             self.output.write(airbyte_message)
+
+    def write_encoded_record(
+        self,
+        stream: str,
+        record_json: bytes,
+        version: int | None,
+        time_extracted: datetime.datetime,
+    ) -> None:
+        """A RECORD around a record's JSON as it is (`sdk_compat.EncodedRecordWriter`): the
+        line `write_message` writes for a `RecordMessage` of the decoded record."""
+        if self.cancellation.pending is not None:
+            self.cancellation.raise_pending()
+        if stream not in self.statuses.running:
+            self.statuses.record_seen(stream)
+        self._records_since_state[stream] = self._records_since_state.get(stream, 0) + 1
+        emitted_at = int(time_extracted.timestamp() * 1000)
+        data = t.cast("dict[str, t.Any]", msgspec.Raw(record_json))  # encoded as it is
+        self.output.write(record_message(stream, data, emitted_at), flush=False)
 
     @override
     def serialize_message(self, message: t.Any) -> bytes:
