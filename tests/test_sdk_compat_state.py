@@ -42,8 +42,11 @@ def test_the_sdk_calls_increment_stream_state_once_per_written_record(
         calls.append(self.name)
 
     monkeypatch.setattr(ApiStream, "advance_bookmark", advance)
-    result = sync({"onq": sandbox.tap_config()["onq"]})
-    assert len(calls) == len(result.records("onq_conversations")) > 0
+    # P&E conversations have children, so they take the SDK's record loop (onQ's records are
+    # written as read, without it: tests/test_sdk_compat_encoded.py).
+    result = sync({"perform_engage": sandbox.tap_config()["perform_engage"]})
+    conversations = "perform_engage_conversations"
+    assert calls.count(conversations) == len(result.records(conversations)) > 0
 
 
 def test_checkpoint_writes_a_state_message_even_when_the_sdk_saw_no_change(
