@@ -24,6 +24,7 @@ from tap_conversations.errors import (
     TokenRejected,
     prefix,
 )
+from tap_conversations.paging import PageKeys
 from tap_conversations.records import RecordChecker
 from tap_conversations.replication import SENT, ListReplication, in_the_future
 from tap_conversations.retrying import RetryPolicy, check_json_body
@@ -258,8 +259,7 @@ class ApiStream(CompatStream):
         body = decoded_body(response)
         rows = list(self.records_in(body, response))
         if (watch := self.scan_watch) is not None:
-            key = (self.primary_keys or ("id",))[0]
-            keys = [str(row.get(key)) if isinstance(row, dict) else "" for row in rows]
+            keys = PageKeys(rows, (self.primary_keys or ("id",))[0])
             position = self.page_position(response)
             overlap = watch.page(position, keys, self.total_in(body))
             rows = rows[overlap:]

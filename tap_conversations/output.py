@@ -21,14 +21,17 @@ import datetime
 import sys
 import typing as t
 
-import msgspec
-from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
+from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder, serialize_jsonl
 from singer_sdk.singerlib import Message, RecordMessage, StateMessage
 from typing_extensions import override
 
 
 class StateFlushingWriter(MsgSpecWriter):
     """`MsgSpecWriter` that flushes stdout after every message except RECORD."""
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._record_prefixes: dict[str, bytes] = {}
 
     @override
     def write_message(self, message: Message) -> None:
@@ -47,15 +50,15 @@ class StateFlushingWriter(MsgSpecWriter):
     ) -> None:
         """A RECORD message around `record_json`, byte for byte what writing a
         `RecordMessage` of the decoded record gives (`sdk_compat.EncodedRecordWriter`)."""
-        message: dict[str, t.Any] = {
-            "type": "RECORD",
-            "stream": stream,
-            "record": msgspec.Raw(record_json),
-        }
-        if version is not None:
-            message["version"] = version
-        message["time_extracted"] = time_extracted
-        sys.stdout.buffer.write(serialize_jsonl(message))
+        prefix = self._record_prefixes.get(stream)
+        if prefix is None:  # `{"type":"RECORD","stream":"<stream>","record":`, once a stream
+            prefix = b'{"type":"RECORD","stream":%s,"record":' % encoder.encode(stream)
+            self._record_prefixes[stream] = prefix
+        versioned = b"" if version is None else b',"version":%d' % version
+        extracted = encoder.encode(time_extracted)
+        sys.stdout.buffer.write(
+            b"".join((prefix, record_json, versioned, b',"time_extracted":', extracted, b"}\n"))
+        )
 
     @override
     def serialize_message(self, message: Message) -> bytearray:

@@ -168,3 +168,26 @@ class PageNumberUntilShortPaginator(PageNumberPaginator):
                 self.check.fail(f"it announced {total} records but delivered {read}")
             more = read < total
         return more
+
+
+class PageKeys(t.Sequence[str]):
+    """The keys of a page's records as text, worked out only where looked at (`ScanWatch.page`
+    reads the first and the last of a page of up to 1,000)."""
+
+    def __init__(self, rows: t.Sequence[t.Any], key: str) -> None:
+        self.rows, self.key = rows, key
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @t.overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @t.overload
+    def __getitem__(self, index: slice) -> t.Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | t.Sequence[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row = self.rows[index]
+        return str(row.get(self.key)) if isinstance(row, dict) else ""

@@ -14,6 +14,7 @@ import json
 import sys
 import typing as t
 
+from singer_sdk import metrics
 from singer_sdk.contrib.msgspec import encoder as json_encoder
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.core import Stream
@@ -160,3 +161,21 @@ def test_the_airbyte_writer_writes_an_encoded_record_as_it_writes_the_record_mes
         "data": record,
         "emitted_at": 1735787045006,
     }
+
+
+def test_the_record_counter_counts_every_record_written_as_read(
+    sandbox_factory: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged: list[int] = []  # the values of the record_count METRIC points, in order
+    original = metrics.log
+
+    def keeping(logger: t.Any, point: metrics.Point) -> None:
+        if point.metric == metrics.Metric.RECORD_COUNT and point.tags.get("stream") == ONQ:
+            logged.append(point.value)
+        original(logger, point)
+
+    monkeypatch.setattr(metrics, "log", keeping)
+    sandbox = sandbox_factory(onq_conversations=250)  # not a multiple of COUNT_EVERY
+    result = sync({"onq": sandbox.tap_config()["onq"]})
+    assert len(result.records(ONQ)) == 250
+    assert sum(logged) == 250
