@@ -33,10 +33,6 @@ if t.TYPE_CHECKING:
     from tap_conversations.snapshot import ScanWatch
 
 
-#: Records a list stream sends between two looks at the checkpoint clock.
-CHECKPOINT_EVERY = 50
-
-
 def is_detail_stream(stream: Stream) -> bool:
     """Whether `stream` is fetched one request per parent record (a `detail.DetailStream`)."""
     return bool(getattr(stream, "fetched_per_parent", False))
@@ -169,7 +165,7 @@ class ApiStream(ProviderStream):
                 for sent, (key, value, record_json) in enumerate(run.entries(), start=1):
                     yield record_json
                     run.delivered_key(key, value)
-                    if sent % CHECKPOINT_EVERY == 0 and run.checkpoint_due():
+                    if run.checkpoint_due(sent):
                         self.checkpoint()
             else:
                 rows = (
@@ -181,7 +177,7 @@ class ApiStream(ProviderStream):
                     run.current = row
                     yield row
                     run.delivered(row)
-                    if sent % CHECKPOINT_EVERY == 0 and run.checkpoint_due():
+                    if run.checkpoint_due(sent):
                         self.checkpoint()
             run.finish()
         finally:

@@ -38,10 +38,14 @@ if t.TYPE_CHECKING:
     from tap_conversations.airbyte.cancellation import Cancellation
 
 
-def _airbyte_record(message: RecordMessage) -> t.Any:
-    extracted = message.time_extracted
+def _emitted_at(extracted: datetime.datetime | None) -> int:
+    """Airbyte's `emitted_at`: the extraction time (now if unknown), in milliseconds."""
     seconds = extracted.timestamp() if extracted is not None else time.time()
-    return record_message(message.stream, message.record, int(seconds * 1000))
+    return int(seconds * 1000)
+
+
+def _airbyte_record(message: RecordMessage) -> t.Any:
+    return record_message(message.stream, message.record, _emitted_at(message.time_extracted))
 
 
 class StreamStatuses:
@@ -157,11 +161,7 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
         if self.cancellation.pending is not None:  # a signal came while a line was written
             self.cancellation.raise_pending()
         if type(message) is RecordMessage:  # the hot path: one call per record
-            stream = message.stream
-            if stream not in self.statuses.running:
-                self.statuses.record_seen(stream)
-            self._records_since_state[stream] = self._records_since_state.get(stream, 0) + 1
-            self.output.write(_airbyte_record(message), flush=False)
+            self._write_record(message.stream, message.record, message.time_extracted)
             return
         for airbyte_message in self.translate(message):
             self.output.write(airbyte_message)
@@ -177,12 +177,17 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
         line `write_message` writes for a `RecordMessage` of the decoded record."""
         if self.cancellation.pending is not None:
             self.cancellation.raise_pending()
+        data = t.cast("dict[str, t.Any]", msgspec.Raw(record_json))  # encoded as it is
+        self._write_record(stream, data, time_extracted)
+
+    def _write_record(
+        self, stream: str, data: dict[str, t.Any], time_extracted: datetime.datetime | None
+    ) -> None:
+        """One record: its stream is running, counted towards its next STATE, and written."""
         if stream not in self.statuses.running:
             self.statuses.record_seen(stream)
         self._records_since_state[stream] = self._records_since_state.get(stream, 0) + 1
-        emitted_at = int(time_extracted.timestamp() * 1000)
-        data = t.cast("dict[str, t.Any]", msgspec.Raw(record_json))  # encoded as it is
-        self.output.write(record_message(stream, data, emitted_at), flush=False)
+        self.output.write(record_message(stream, data, _emitted_at(time_extracted)), flush=False)
 
     @override
     def serialize_message(self, message: t.Any) -> bytes:

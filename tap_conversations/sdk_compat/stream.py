@@ -155,8 +155,7 @@ class CompatStream(RESTStream[t.Any]):
         # drains it (`write_messages=False`, for batches, always takes the SDK's loop).
         writer = self._tap.message_writer
         plan = self._record_plan or self._plan_records()
-        records = None
-        if (  # cheapest first: a child's sync (one per parent record) stops at `context`
+        as_read = (  # cheapest first: a child's sync (one per parent record) stops at `context`
             context is None
             and write_messages
             and not self.child_streams
@@ -164,10 +163,10 @@ class CompatStream(RESTStream[t.Any]):
             and self.selected
             and plan.as_read
             and type(self).post_process is Stream.post_process
-            and isinstance(writer, EncodedRecordWriter)
-        ):
-            records = self.encoded_records(context)
-        if records is None or not isinstance(writer, EncodedRecordWriter):
+        )
+        encoded_writer = writer if as_read and isinstance(writer, EncodedRecordWriter) else None
+        records = self.encoded_records(context) if encoded_writer is not None else None
+        if encoded_writer is None or records is None:
             yield from super()._sync_records(context, write_messages=write_messages)
             return
         alias = t.cast("str", plan.plain_alias)
@@ -180,7 +179,7 @@ class CompatStream(RESTStream[t.Any]):
             version, written = self._stream_version, 0
             for index, record_json in enumerate(records):
                 self._check_max_record_limit(current_record_index=index)
-                writer.write_encoded_record(alias, record_json, version, now(utc))
+                encoded_writer.write_encoded_record(alias, record_json, version, now(utc))
                 state_manager.is_flushed = False
                 written = index + 1
                 if written % COUNT_EVERY == 0:  # the count METRIC lags by fewer records
