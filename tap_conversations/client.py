@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import typing as t
 
+import msgspec
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
 
@@ -48,10 +49,15 @@ class ApiStream(ProviderStream):
     #: Top-level fields turned into text before the record checks (ids the docs leave
     #: untyped, e.g. onQ's); see `records.RecordChecker`.
     text_fields: tuple[str, ...] = ()
+    #: Whether a page is a bare JSON array of records, decoded typed when it can be
+    #: (`record_types`): the checks of a page the schema describes exactly are done in C.
+    typed_pages: t.ClassVar[bool] = False
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
         self.checker = RecordChecker(self)
+        if self.typed_pages and (record_type := self.checker.record_type) is not None:
+            self.page_decoder = msgspec.json.Decoder(list[record_type])  # type: ignore[valid-type]
         #: Set while a list stream scans its list (`replication`), for `parse_response`.
         self.scan_watch: ScanWatch | None = None
         #: The list stream's replication in progress, for its detail children to report to.

@@ -25,7 +25,10 @@ import reprlib
 import typing as t
 from dataclasses import dataclass
 
+from msgspec import to_builtins
+
 from tap_conversations.errors import ProviderError, prefix
+from tap_conversations.record_types import TypedRecord, record_type
 from tap_conversations.timestamps import MICROS_UTC, SECONDS_Z, parse_iso
 
 # Re-exported (PEP 484's explicit form): other modules import it from here.
@@ -96,6 +99,18 @@ class Rule:
             return value
         raise Nonconforming
 
+    def stamp_times(self, value: t.Any) -> None:
+        """Normalise the date-times inside `value`, whose types are already checked."""
+        if type(value) is dict and self.objects is not None:
+            self.objects.stamp_times(value)
+        elif type(value) is list and self.arrays is not None:
+            items = self.arrays
+            for index, item in enumerate(value):
+                if items.stamp and type(item) is str:
+                    value[index] = utc_timestamp(item)
+                elif items.deep:
+                    items.stamp_times(item)
+
 
 class Shape:
     """One JSON object of a schema: its properties' rules, worked out once."""
@@ -108,6 +123,7 @@ class Shape:
         self.deep_fields = tuple(name for name, rule in self.rules.items() if rule.deep)
         self.settled_types = {name: rule.settled_types for name, rule in self.rules.items()}
         self.stamp_fields = frozenset(name for name, rule in self.rules.items() if rule.stamp)
+        self.stamp_order = tuple(name for name in self.rules if name in self.stamp_fields)
 
     def conform(self, obj: dict[str, t.Any]) -> None:
         """The hot path: normalise `obj` in place, or raise where the full checks must look.
@@ -124,6 +140,19 @@ class Shape:
                     obj[name] = value[:19] + MICROS_UTC if fast else utc_timestamp(value)
                 else:
                     obj[name] = self.rules[name].conformed(value)
+
+    def stamp_times(self, obj: dict[str, t.Any]) -> None:
+        """Normalise the date-times of `obj`, whose types are already checked (a record of a
+        typed page, `record_types`). Raises as `conform` does for a bad timestamp."""
+        for name in self.stamp_order:
+            value = obj.get(name)
+            if type(value) is str:
+                parse_iso(value)
+                fast = value[4::3] == SECONDS_Z
+                obj[name] = value[:19] + MICROS_UTC if fast else utc_timestamp(value)
+        for name in self.deep_fields:
+            if (value := obj.get(name)) is not None:
+                self.rules[name].stamp_times(value)
 
 
 @dataclass(frozen=True)
@@ -172,6 +201,8 @@ class RecordChecker:
         self.stream = stream
         self.shape = Shape(stream.schema["properties"])
         self.text_fields = tuple(stream.text_fields)
+        # What a typed page decodes its records to (`record_types`); None: pages are untyped.
+        self.record_type = record_type(self.shape, self.text_fields) if hot_path else None
         self.hot_path = hot_path  # False: every record through the full checks (tests)
         self._unknown_reported: set[str] = set()
         self._selection: Selection | None = None
@@ -202,8 +233,14 @@ class RecordChecker:
         self._selection = None
         self._keys = None
 
-    def check(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
-        """`row` with unknown fields dropped, types checked, times in UTC, its key present."""
+    def check(self, record: dict[str, t.Any] | TypedRecord) -> dict[str, t.Any]:
+        """`record` with unknown fields dropped, types checked, times in UTC, its key present.
+
+        A `TypedRecord` (from a typed page) has its types checked already: it becomes a dict,
+        and only its date-times are left to normalise.
+        """
+        typed = isinstance(record, TypedRecord)
+        row: dict[str, t.Any] = to_builtins(record) if typed else record  # type: ignore[assignment]
         if type(row) is not dict:
             msg = f"{prefix(self.stream)}: a record is {self._describe(row)}, not a JSON object"
             raise ProviderError(msg)
@@ -217,7 +254,7 @@ class RecordChecker:
                 self.fail(row, key, "is missing; it is the primary key, so the record cannot load")
         if self._use_hot_path:
             try:
-                self.shape.conform(row)
+                (self.shape.stamp_times if typed else self.shape.conform)(row)
             except (Nonconforming, KeyError, TypeError, ValueError, OverflowError):
                 pass  # the full checks below say what it is
             else:

@@ -14,6 +14,7 @@ from http import HTTPStatus
 from urllib.parse import quote, urlparse
 
 import backoff
+import msgspec
 from singer_sdk.exceptions import RetriableAPIError
 from typing_extensions import override
 
@@ -73,6 +74,9 @@ class ProviderStream(CompatStream):
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
         self.conversations_tap = t.cast("ConversationsTap", tap)
+        #: Decodes a page that is exactly what the schema says, its records type-checked in C
+        #: (`record_types`); `None`: pages are decoded untyped.
+        self.page_decoder: msgspec.json.Decoder[t.Any] | None = None
 
     # Provider plumbing -------------------------------------------------------------------
 
@@ -213,7 +217,7 @@ class ProviderStream(CompatStream):
                 f"{redact_text(response.text)[:300]}"
             )
         try:
-            check_json_body(response)  # not JSON, not UTF-8: `BadBody`, retried
+            check_json_body(response, self.page_decoder)  # not JSON, not UTF-8: `BadBody`, retried
         except RecursionError:
             # msgspec stops at ~1,000 levels; asking again would get the same body.
             msg = f"{self.describe(response)}: the JSON body nests too deeply to decode"

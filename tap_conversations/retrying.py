@@ -104,10 +104,13 @@ def connection_problem(error: BaseException) -> str:
     return "connection failed"
 
 
-def check_json_body(response: requests.Response) -> None:
-    """Raise `BadBody` (retried) unless the body decodes as JSON; the decoded body is kept."""
+def check_json_body(
+    response: requests.Response, typed: msgspec.json.Decoder[t.Any] | None = None
+) -> None:
+    """Raise `BadBody` (retried) unless the body decodes as JSON; the decoded body is kept
+    (decoded with `typed` first, if given: see `transport.decoded_body`)."""
     try:
-        decoded_body(response)
+        decoded_body(response, typed)
     except (msgspec.DecodeError, UnicodeDecodeError) as error:
         content_type = response.headers.get("Content-Type") or "none"
         problem = "is not UTF-8" if isinstance(error, UnicodeDecodeError) else "is not JSON"

@@ -350,16 +350,27 @@ class ProviderTransport:
 
 
 _DECODED_BODY = "_tap_conversations_body"
+_UNDECODED = object()
 
 
-def decoded_body(response: requests.Response) -> t.Any:
+def decoded_body(
+    response: requests.Response, typed: msgspec.json.Decoder[t.Any] | None = None
+) -> t.Any:
     """The response's JSON body, decoded once (in `validate_response`) and cached on it.
 
+    With `typed` (a stream's page decoder, see `record_types`), a body that is exactly what
+    its type says decodes to that type; any other body is decoded untyped.
     Raises `msgspec.DecodeError` for a body that is not JSON and `UnicodeDecodeError` for
     one that is not UTF-8.
     """
     if not hasattr(response, _DECODED_BODY):
-        setattr(response, _DECODED_BODY, msgspec.json.decode(response.content))
+        body: t.Any = _UNDECODED
+        if typed is not None:
+            with contextlib.suppress(msgspec.DecodeError):  # ValidationError is one too
+                body = typed.decode(response.content)
+        if body is _UNDECODED:
+            body = msgspec.json.decode(response.content)
+        setattr(response, _DECODED_BODY, body)
     return getattr(response, _DECODED_BODY)
 
 

@@ -1,0 +1,105 @@
+"""A stream's schema as msgspec types: a page that is exactly what the schema says is decoded and
+type-checked in one pass, in C, instead of record by record in Python.
+
+`records.RecordChecker` builds one `TypedRecord` class per stream from its `Shape`, and a stream
+whose pages are bare JSON arrays of records decodes each page with it first
+(`ApiStream.page_decoder`, `transport.decoded_body`). The type says exactly what the Python
+checks let through unchanged:
+
+- every property is optional, `UNSET` when absent, so a record keeps the fields the API sent
+  and no others, in the schema's order;
+- every object, at every depth the schema describes, refuses a field the schema does not name;
+- each value may have exactly the JSON types `records.python_types` allows (a `date-time` only
+  text or null; an opaque id, `text_fields`, anything).
+
+So the typed decode succeeds only for a page the Python checks would pass with nothing to drop,
+report or refuse. Anything else (an unknown field, a wrong type at any depth, a body that is
+not a JSON array, a truncated body) makes it raise, and the page is decoded untyped and checked
+in Python, which drops, reports or fails with the exact message. What is left to Python for a
+typed record is what types cannot say: ids made text, the primary key present, and date-times
+normalised (`RecordChecker.check`). A schema the types cannot express (a property with no
+type) gives no class, and its stream decodes untyped.
+
+On the 50,000 onQ sandbox records, decode and checks cost 2.5 µs a record this way against 4.4
+for an untyped decode and the Python checks.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from typing import ClassVar
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+if t.TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from tap_conversations.records import Rule, Shape
+
+_NONE_TYPE = type(None)
+
+
+class TypedObject(msgspec.Struct, forbid_unknown_fields=True):
+    """An object of a typed record, below its top level."""
+
+
+class TypedRecord(TypedObject):
+    """A record decoded from a typed page, until `RecordChecker.check` makes it a dict.
+
+    `get` reads it as a dict would (a paginator or a scan watch reads a page's keys before the
+    checks). Attributes are `f0`, `f1`, ...: a property may be called anything, `get` included.
+    """
+
+    # property name -> attribute (`ClassVar` as msgspec recognises it, not `t.ClassVar`)
+    attributes: ClassVar[dict[str, str]] = {}
+
+    def get(self, name: str, default: t.Any = None) -> t.Any:
+        attribute = self.attributes.get(name)
+        value = default if attribute is None else getattr(self, attribute)
+        return default if value is UNSET else value
+
+
+class Inexpressible(Exception):
+    """A schema the types cannot say exactly."""
+
+
+def record_type(shape: Shape, text_fields: Collection[str]) -> type[TypedRecord] | None:
+    """The `TypedRecord` class of a stream's top-level `shape`; `None` when it cannot be said."""
+    try:
+        return t.cast("type[TypedRecord]", _struct(shape, text_fields, TypedRecord))
+    except (Inexpressible, TypeError):  # TypeError: a union msgspec does not take
+        return None
+
+
+def _struct(
+    shape: Shape, text_fields: Collection[str], base: type[TypedObject]
+) -> type[TypedObject]:
+    fields: list[tuple[str, t.Any, t.Any]] = []
+    attributes: dict[str, str] = {}
+    for index, (name, rule) in enumerate(shape.rules.items()):
+        attributes[name] = attribute = f"f{index}"
+        kind = t.Any if name in text_fields else t.Union[_value_type(rule), UnsetType]  # noqa: UP007 (a runtime union of types built here)
+        fields.append((attribute, kind, msgspec.field(default=UNSET, name=name)))
+    namespace = {"attributes": attributes} if base is TypedRecord else {}
+    name = f"Typed_{shape.path.rstrip('.') or 'record'}"
+    struct = msgspec.defstruct(name, fields, bases=(base,), namespace=namespace)
+    return t.cast("type[TypedObject]", struct)
+
+
+def _value_type(rule: Rule) -> t.Any:
+    """The union of the types `rule` lets through unchanged (see `records.Rule.conformed`)."""
+    kinds = rule.types & {str, _NONE_TYPE} if rule.timestamp else rule.types
+    if not kinds:
+        raise Inexpressible
+    members: list[t.Any] = []
+    for kind in sorted(kinds, key=lambda kind: kind.__name__):
+        if kind is dict:
+            shape = rule.objects
+            members.append(dict[str, t.Any] if shape is None else _struct(shape, (), TypedObject))
+        elif kind is list:
+            items = rule.arrays
+            members.append(list[t.Any] if items is None else list[_value_type(items)])  # type: ignore[misc]
+        else:
+            members.append(kind)
+    return t.Union[tuple(members)]  # noqa: UP007 (a runtime union)
