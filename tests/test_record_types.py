@@ -1,0 +1,160 @@
+"""A typed page (`record_types`) is decoded only when the Python checks would pass it untouched,
+and then gives what an untyped decode and those checks give; the sandbox's onQ pages all take it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import typing as t
+
+import msgspec
+import pytest
+import requests
+
+from tap_conversations.errors import ProviderError
+from tap_conversations.record_types import TypedRecord
+from tap_conversations.records import RecordChecker
+from tap_conversations.tap import TapConversations
+from tap_conversations.transport import decoded_body
+from tests.helpers import run_sync
+from tests.test_records_hot_path import OFFLINE, outcome, sample
+
+if t.TYPE_CHECKING:
+    from sandbox import Sandbox
+
+STREAMS = sorted(TapConversations(config=OFFLINE).streams)
+
+
+def reference(
+    stream: t.Any, row: t.Any, caplog: pytest.LogCaptureFixture
+) -> tuple[t.Any, list[str]]:
+    """What the untyped path makes of `row`: the record (or the error line), and warnings."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        result = outcome(RecordChecker(stream, hot_path=False), copy.deepcopy(row))
+    warnings = [record.getMessage() for record in caplog.records]
+    return (result if result.startswith("error") else json.loads(result)), warnings
+
+
+@pytest.mark.parametrize("stream_name", STREAMS)
+def test_a_typed_page_takes_exactly_what_the_checks_pass_untouched(
+    stream_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = TapConversations(config=OFFLINE).streams[stream_name]
+    checker = RecordChecker(stream)
+    assert checker.record_type is not None, "every schema of this tap can be said as types"
+    decoder = msgspec.json.Decoder(list[checker.record_type])  # type: ignore[name-defined]
+    rng = random.Random(f"typed {stream_name}")
+    rows = [sample(stream.schema, rng) for _ in range(500)]
+    for row in rows[::2]:
+        for key in stream.primary_keys or ():
+            if isinstance(row, dict):
+                row.setdefault(key, "k")
+    taken = refused = 0
+    for row in rows:
+        expected, warnings = reference(stream, row, caplog)
+        try:
+            (typed,) = decoder.decode(json.dumps([row]).encode())
+        except msgspec.ValidationError:
+            refused += 1
+            # Refused: the checks had something to refuse, or a field to drop and report.
+            assert warnings or str(expected).startswith("error"), row
+            continue
+        taken += 1
+        assert isinstance(typed, TypedRecord)
+        assert not warnings, (row, warnings)  # nothing the checks would drop
+        result = outcome(checker, typed)
+        assert (result if result.startswith("error") else json.loads(result)) == expected, row
+    assert taken > 20, taken  # both kinds of page were tried
+    assert refused > 20, refused
+
+
+def test_a_typed_record_reads_as_a_dict_would() -> None:
+    stream = TapConversations(config=OFFLINE).streams["onq_conversations"]
+    record_type = RecordChecker(stream).record_type
+    assert record_type is not None
+    (typed,) = msgspec.json.decode(b'[{"id": 7, "name": null}]', type=list[record_type])  # type: ignore[valid-type]
+    assert typed.get("id") == 7
+    assert typed.get("name") is None
+    assert typed.get("status", "absent") == "absent"  # in the schema, not sent
+    assert typed.get("no_such_field", "absent") == "absent"
+    assert msgspec.to_builtins(typed) == {"id": 7, "name": None}  # what was sent, no more
+
+
+def body_of(content: bytes) -> requests.Response:
+    response = requests.Response()
+    response._content = content
+    response.status_code = 200
+    return response
+
+
+def test_a_page_the_types_refuse_is_decoded_untyped_and_checked_in_python(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stream = TapConversations(config=OFFLINE).streams["onq_conversations"]
+    decoder = stream.page_decoder
+    assert decoder is not None
+    plain = b'[{"id": 1, "last_updated_on": "2025-01-01T00:00:00Z"}]'
+    assert isinstance(decoded_body(body_of(plain), decoder)[0], TypedRecord)
+    novel = b'[{"id": 1, "last_updated_on": "2025-01-01T00:00:00Z", "novel": 2}]'
+    (row,) = decoded_body(body_of(novel), decoder)
+    assert type(row) is dict
+    with caplog.at_level(logging.WARNING):
+        assert stream.checker.check(row) == {
+            "id": "1",
+            "last_updated_on": "2025-01-01T00:00:00.000000+00:00",
+        }
+    assert "onQ stream 'onq_conversations'" in caplog.text
+    assert "dropped: novel" in caplog.text
+    wrapped = b'{"data": [{"id": 1}]}'  # onQ's other layout: an object wrapping the array
+    assert decoded_body(body_of(wrapped), decoder) == {"data": [{"id": 1}]}
+    for broken in (b'[{"id": 1}', b"\xff", b"[1"):
+        with pytest.raises(msgspec.DecodeError):
+            decoded_body(body_of(broken), decoder)
+
+
+def test_a_bad_timestamp_on_a_typed_page_gets_the_python_checks_line() -> None:
+    stream = TapConversations(config=OFFLINE).streams["onq_conversations"]
+    assert stream.page_decoder is not None
+    content = b'[{"id": 5, "created_on": "2025-02-30T00:00:00Z"}]'
+    (typed,) = decoded_body(body_of(content), stream.page_decoder)
+    assert isinstance(typed, TypedRecord)
+    with pytest.raises(ProviderError) as raised:
+        stream.checker.check(typed)
+    with pytest.raises(ProviderError) as untyped:
+        RecordChecker(stream, hot_path=False).check(msgspec.json.decode(content)[0])
+    assert str(raised.value) == str(untyped.value)
+    assert "field 'created_on' of record id='5' is not an ISO-8601 timestamp" in str(raised.value)
+
+
+class CountingDecoder:
+    """A page decoder that counts the pages it decoded and those it refused."""
+
+    def __init__(self, decoder: msgspec.json.Decoder[t.Any]) -> None:
+        self.decoder, self.taken, self.refused = decoder, 0, 0
+
+    def decode(self, content: bytes) -> t.Any:
+        try:
+            body = self.decoder.decode(content)
+        except msgspec.DecodeError:
+            self.refused += 1
+            raise
+        self.taken += 1
+        return body
+
+
+def test_every_sandbox_onq_page_is_decoded_typed(sandbox: Sandbox) -> None:
+    tap = TapConversations(config=sandbox.tap_config())
+    stream = tap.streams["onq_conversations"]
+    assert stream.page_decoder is not None
+    counting = CountingDecoder(stream.page_decoder)
+    stream.page_decoder = counting  # type: ignore[assignment]
+    result = run_sync(tap)
+    records = result.records("onq_conversations")
+    assert len(records) == 45
+    assert counting.refused == 0
+    assert counting.taken >= 1
+    assert all(type(record["id"]) is str for record in records)
