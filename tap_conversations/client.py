@@ -19,6 +19,7 @@ from typing_extensions import override
 
 from tap_conversations.errors import ProviderError, prefix
 from tap_conversations.paging import PageKeys
+from tap_conversations.record_types import TypedRecord
 from tap_conversations.records import RecordChecker
 from tap_conversations.replication import SENT, ListReplication, in_the_future
 from tap_conversations.requesting import ProviderStream
@@ -216,12 +217,12 @@ class ApiStream(ProviderStream):
             row = self.checked_record(raw, context)
             if row is not None:
                 progress.add(self.name, records=1)
-                yield row
+                yield msgspec.to_builtins(row) if isinstance(row, TypedRecord) else row
 
     def checked_record(
-        self, row: dict[str, t.Any], context: Context | None = None
-    ) -> dict[str, t.Any] | None:
-        """Check and normalise one record; `None` drops it."""
+        self, row: dict[str, t.Any] | TypedRecord, context: Context | None = None
+    ) -> dict[str, t.Any] | TypedRecord | None:
+        """Check and normalise one record (a typed one may stay typed); `None` drops it."""
         return self.checker.check(row)
 
     @override

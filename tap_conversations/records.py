@@ -25,7 +25,7 @@ import reprlib
 import typing as t
 from dataclasses import dataclass
 
-from msgspec import to_builtins
+from msgspec import UNSET, to_builtins
 
 from tap_conversations.errors import ProviderError, prefix
 from tap_conversations.record_types import TypedRecord, record_type
@@ -208,6 +208,7 @@ class RecordChecker:
         self._selection: Selection | None = None
         self._keys: tuple[str, ...] | None = None
         self._use_hot_path = hot_path
+        self._in_place: InPlace | None = None
         self.full_checks = 0  # records the hot path left to the full checks
 
     @property
@@ -226,6 +227,8 @@ class RecordChecker:
             # a timestamp, the hot path could have normalised it before giving up.
             timestamp_key = set(self._keys) & set(self.shape.timestamp_fields)
             self._use_hot_path = self.hot_path and not timestamp_key
+            typed = self.record_type if self._use_hot_path else None
+            self._in_place = InPlace.plan(typed, self.shape, self.text_fields, self._keys)
         return self._keys
 
     def reset(self) -> None:
@@ -233,14 +236,23 @@ class RecordChecker:
         self._selection = None
         self._keys = None
 
-    def check(self, record: dict[str, t.Any] | TypedRecord) -> dict[str, t.Any]:
+    def check(self, record: dict[str, t.Any] | TypedRecord) -> dict[str, t.Any] | TypedRecord:
         """`record` with unknown fields dropped, types checked, times in UTC, its key present.
 
-        A `TypedRecord` (from a typed page) has its types checked already: it becomes a dict,
-        and only its date-times are left to normalise.
+        A `TypedRecord` (from a typed page) has its types checked already. With no object or
+        array the schema describes inside (onQ's), it stays one, checked in place (`InPlace`):
+        msgspec encodes it as the dict it stands for, and `get` reads it. Any other becomes a
+        dict, and only its date-times are left to normalise.
         """
-        typed = isinstance(record, TypedRecord)
-        row: dict[str, t.Any] = to_builtins(record) if typed else record  # type: ignore[assignment]
+        row: dict[str, t.Any]
+        if isinstance(record, TypedRecord):
+            if self._keys is None:
+                self.keys  # noqa: B018 (worked out on first use, with `_in_place`)
+            if (in_place := self._in_place) is not None and in_place.check(record):
+                return record
+            row, typed = to_builtins(record), True
+        else:
+            row, typed = record, False
         if type(row) is not dict:
             msg = f"{prefix(self.stream)}: a record is {self._describe(row)}, not a JSON object"
             raise ProviderError(msg)
@@ -332,3 +344,58 @@ class RecordChecker:
                 prefix(self.stream),
                 ", ".join(sorted(new)),
             )
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """Where a flat typed record's ids, key and date-times are: `RecordChecker.check` settles
+    such a record on the record itself, about 1 µs cheaper than making it a dict first."""
+
+    text: tuple[str, ...]  # attributes of `text_fields`
+    keys: tuple[str, ...]  # attributes of the primary key
+    stamps: tuple[str, ...]  # attributes of date-times
+
+    @classmethod
+    def plan(
+        cls,
+        record_type: type[TypedRecord] | None,
+        shape: Shape,
+        text_fields: tuple[str, ...],
+        keys: tuple[str, ...],
+    ) -> InPlace | None:
+        """None unless records can be checked in place: typed, and flat (nothing below the
+        top level to normalise)."""
+        if record_type is None or shape.deep_fields:
+            return None
+        where = record_type.attributes
+        if not set(keys) <= where.keys():
+            return None
+        return cls(
+            tuple(map(where.__getitem__, text_fields)),
+            tuple(map(where.__getitem__, keys)),
+            tuple(map(where.__getitem__, shape.stamp_order)),
+        )
+
+    def check(self, record: TypedRecord) -> bool:
+        """Settle `record` in place: ids made text, key present, date-times normalised.
+        False where the dict path must look (a missing key, a bad date-time): it says what
+        it is, and normalising a date-time twice gives the same text."""
+        for attribute in self.text:
+            value = getattr(record, attribute)
+            if value is not None and value is not UNSET:
+                setattr(record, attribute, str(value))
+        for attribute in self.keys:
+            value = getattr(record, attribute)
+            if value is None or value is UNSET:
+                return False
+        try:
+            for attribute in self.stamps:
+                value = getattr(record, attribute)
+                if type(value) is str:
+                    parse_iso(value)
+                    fast = value[4::3] == SECONDS_Z
+                    value = value[:19] + MICROS_UTC if fast else utc_timestamp(value)
+                    setattr(record, attribute, value)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        return True

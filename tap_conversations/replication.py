@@ -29,13 +29,15 @@ from dataclasses import dataclass, field
 
 from tap_conversations.errors import prefix
 from tap_conversations.records import utc_timestamp
-from tap_conversations.snapshot import Entry, ScanWatch, Snapshot, utc_now_text
+from tap_conversations.snapshot import Entry, Record, ScanWatch, Snapshot, utc_now_text
 
 if t.TYPE_CHECKING:
     import logging
     from collections.abc import Iterable, Iterator
 
     from singer_sdk.helpers.types import Context
+
+    from tap_conversations.record_types import TypedRecord
 
 Row = dict[str, t.Any]
 
@@ -159,9 +161,11 @@ class ReplicatedList(t.Protocol):
 
     def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
 
-    def request_records(self, context: Context | None) -> Iterable[Row]: ...
+    def request_records(self, context: Context | None) -> Iterable[Row | TypedRecord]: ...
 
-    def checked_record(self, row: Row, context: Context | None = None) -> Row | None: ...
+    def checked_record(
+        self, row: Row | TypedRecord, context: Context | None = None
+    ) -> Row | TypedRecord | None: ...
 
 
 class ListReplication:
@@ -223,7 +227,7 @@ class ListReplication:
     def _read(
         self, attempt: int, watch: ScanWatch, on_kept: t.Callable[[int], None] | None
     ) -> None:
-        batch: list[tuple[str, str | None, Row | None]] = []
+        batch: list[tuple[str, str | None, Record | None]] = []
         read = 0
         key_field, replication_key = self.key_field, self.replication_key
         wants = self.bookmark.wants
@@ -253,7 +257,7 @@ class ListReplication:
         read += len(batch)
         watch.finish(read, self.snapshot.distinct(attempt))
 
-    def _add(self, attempt: int, batch: list[tuple[str, str | None, Row | None]]) -> None:
+    def _add(self, attempt: int, batch: list[tuple[str, str | None, Record | None]]) -> None:
         self.snapshot.add(attempt, batch)
 
     @staticmethod

@@ -20,12 +20,15 @@ from operator import and_, floordiv, mul, sub
 import msgspec
 from singer_sdk.contrib.msgspec import encoder as json_encoder
 
+from tap_conversations.record_types import TypedRecord
 from tap_conversations.spill import SpillFile
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
 Row = dict[str, t.Any]
+#: A record as read: a dict, or a `record_types.TypedRecord` (msgspec encodes it as one).
+Record = Row | TypedRecord
 #: A record to send, as the snapshot keeps it: key, replication value, JSON of the record.
 Entry = tuple[str, t.Optional[str], bytes]  # noqa: UP045 (a runtime type, for msgspec)
 
@@ -131,7 +134,7 @@ class Snapshot:
         self._decode_entry = msgspec.msgpack.Decoder(Entry).decode
         self._decode_json: t.Callable[[bytes], Row] = msgspec.json.Decoder().decode
 
-    def add(self, scan: int, versions: t.Sequence[tuple[str, str | None, Row | None]]) -> None:
+    def add(self, scan: int, versions: t.Sequence[tuple[str, str | None, Record | None]]) -> None:
         """Merge records read by scan number `scan` (1 to 255): (key, replication value, row).
 
         A key read before keeps its newest version by replication value (an ISO-8601 timestamp;
