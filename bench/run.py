@@ -12,8 +12,9 @@ against a sandbox running in a process of its own (so the server never shares th
   list workload (onQ, 50,000 conversations, pages of 1,000) and a detail workload (Perform &
   Engage, 2,000 conversations and their details, no latency, `max_concurrency` 1), each in a
   bare environment and in a Meltano-sized one (150 variables; `meltano run` gave the tap 110).
-  CPU is user + sys of that child alone (`os.wait4`), best of 3; each side's start-up, measured
-  on an empty account, is subtracted, and the rest divided by the records written.
+  CPU is user + sys of that child alone (`os.wait4`); each side's start-up, measured on an
+  empty account, is subtracted, and the rest divided by the records written. A round runs all
+  four back to back; the median of 5 rounds by ratio is reported (`measure_cpu`).
 - M, memory: peak RSS of the tap syncing Perform & Engage with 2,000 and with 50,000
   conversations (no latency, 20 plans, `max_concurrency` 8): the snapshot a list stream reads
   first must not grow with the account.
@@ -60,7 +61,8 @@ LATENCY_PLANS = 200
 CONCURRENCY_LEVELS = (1, 4, 8, 16)
 CPU_CONVERSATIONS = 50_000
 CPU_PAGE_SIZE = 1_000
-CPU_REPEATS = 3  # best of, by CPU: two shared cores, and the sandbox keeps one of them busy
+# Rounds per CPU measure, the median round reported: two shared cores, whose speed drifts.
+CPU_ROUNDS = 5
 DETAIL_CONVERSATIONS = 2_000
 MELTANO_SIZED_VARIABLES = 150  # `meltano run` gave the tap 110 here; containers add more
 MEMORY_SIZES = (2_000, 50_000)
@@ -216,8 +218,10 @@ class Bench:
         argv = [str(bin_dir() / "tap-conversations"), "--config", str(path)]
         return self.run(argv + (["--catalog", str(catalog)] if catalog else []))
 
-    def selecting(self, config: dict[str, t.Any], streams: t.Collection[str]) -> Path:
-        """A catalog (from `--discover`) that selects only `streams`."""
+    def selecting(
+        self, config: dict[str, t.Any], streams: t.Collection[str], name: str = "catalog.json"
+    ) -> Path:
+        """A catalog (from `--discover`) that selects only `streams`, written to `name`."""
         path = self.write_config(config, "discover.json")
         argv = [str(bin_dir() / "tap-conversations"), "--config", str(path), "--discover"]
         catalog = json.loads(self.run(argv, stdout_to_null=False).stdout)
@@ -225,7 +229,7 @@ class Bench:
             for item in entry["metadata"]:
                 if item["breadcrumb"] == []:
                     item["metadata"]["selected"] = entry["tap_stream_id"] in streams
-        return self.write_config(catalog, "catalog.json")
+        return self.write_config(catalog, name)
 
     def run_bare(self, config_path: Path, module: str = "bench.bare_onq") -> tuple[ChildRun, int]:
         """A bare loop (`bench.bare_onq`, `bench.bare_pe`); its run and the records it wrote."""
@@ -434,8 +438,9 @@ def meltano_sized_environment(pycache: Path) -> dict[str, str]:
 
 
 @dataclass
-class CpuMeasure:
-    """Best-of CPU of the tap and the bare loop on one workload, and both on an empty account."""
+class CpuRound:
+    """One round of a CPU measure: the tap and the bare loop on the workload, then both on an
+    empty account, back to back, so that all four ran on the machine in one state."""
 
     tap: ChildRun
     tap_requests: int
@@ -457,39 +462,44 @@ class CpuMeasure:
         return self.tap_per_record / self.bare_per_record
 
 
-def measure_cpu(bench: Bench, workload: Workload, env: dict[str, str]) -> CpuMeasure:
-    """Tap and bare loop alternately (best of CPU_REPEATS by CPU), then both on nothing."""
-    taps: list[tuple[ChildRun, int]] = []
-    bares: list[tuple[ChildRun, int]] = []
-    with bench.environment(env), SandboxProcess(**{**NO_PROVIDERS, **workload.sandbox}) as box:
-        config = {**workload.make_config(box.tap_config), "progress_interval_seconds": 0}
-        catalog = bench.selecting(config, workload.streams) if workload.streams else None
-        path = bench.write_config(config, "cpu.json")
-        box.tally()
-        for _ in range(CPU_REPEATS):
-            taps.append((bench.run_tap(config, catalog), box.tally().total))
-            bares.append(bench.run_bare(path, workload.bare_module))
+def measure_cpu(bench: Bench, workload: Workload, env: dict[str, str]) -> CpuRound:
+    """CPU_ROUNDS rounds (`CpuRound`); the round of the median ratio.
+
+    Start-up is most of an empty run and about a third of a full one, and the machine's speed
+    drifts over a minute: measured in separate blocks (or best of each on its own), the
+    subtraction moved a ratio by up to 0.4 between two runs of the same code.
+    """
+    rounds: list[CpuRound] = []
+    full = SandboxProcess(**{**NO_PROVIDERS, **workload.sandbox})
+    with bench.environment(env), full as box, SandboxProcess(**NO_PROVIDERS) as nothing:
+        runs = []
+        for name, sandbox in (("cpu", box), ("empty", nothing)):
+            config = {**workload.make_config(sandbox.tap_config), "progress_interval_seconds": 0}
+            catalog = (
+                bench.selecting(config, workload.streams, f"{name}-catalog.json")
+                if workload.streams
+                else None
+            )
+            runs.append((config, catalog, bench.write_config(config, f"{name}.json")))
+        (config, catalog, path), (empty_config, empty_catalog, empty_path) = runs
+        for _ in range(CPU_ROUNDS):
             box.tally()
-    with bench.environment(env), SandboxProcess(**NO_PROVIDERS) as box:
-        config = {**workload.make_config(box.tap_config), "progress_interval_seconds": 0}
-        catalog = bench.selecting(config, workload.streams) if workload.streams else None
-        path = bench.write_config(config, "empty.json")
-        tap_empty = min(
-            (bench.run_tap(config, catalog) for _ in range(CPU_REPEATS)), key=lambda run: run.cpu
-        )
-        bare_empty = min(
-            (bench.run_bare(path, workload.bare_module)[0] for _ in range(CPU_REPEATS)),
-            key=lambda run: run.cpu,
-        )
-    tap, tap_requests = min(taps, key=lambda item: item[0].cpu)
-    bare, bare_records = min(bares, key=lambda item: item[0].cpu)
-    bench.check_requests(f"C {workload.name}", tap_requests, 0, tap)
-    return CpuMeasure(tap, tap_requests, bare, bare_records, tap_empty, bare_empty)
+            tap = bench.run_tap(config, catalog)
+            tap_requests = box.tally().total
+            bare, bare_records = bench.run_bare(path, workload.bare_module)
+            tap_empty = bench.run_tap(empty_config, empty_catalog)
+            bare_empty, _ = bench.run_bare(empty_path, workload.bare_module)
+            rounds.append(CpuRound(tap, tap_requests, bare, bare_records, tap_empty, bare_empty))
+    rounds.sort(key=lambda measured: measured.ratio)
+    median = rounds[len(rounds) // 2]
+    for measured in rounds:
+        bench.check_requests(f"C {workload.name}", measured.tap_requests, 0, measured.tap)
+    return median
 
 
 def scenario_cpu(bench: Bench) -> list[Row]:
     rows: list[Row] = []
-    best = f"best of {CPU_REPEATS} by CPU"
+    best = f"median of {CPU_ROUNDS} rounds"
     for workload in WORKLOADS:
         for env_name, make_env in (
             ("bare env", bare_environment),
