@@ -80,7 +80,7 @@ class ApiStream(ProviderStream):
             if position == 0:
                 following = self.following_pages(body)
                 self.conversations_tap.detail_prefetcher.pages_ahead(self, following, self.context)
-        yield from rows
+        return rows  # a list, not a generator: one generator less per record
 
     def following_pages(self, body: t.Any) -> list[requests.PreparedRequest]:
         """The requests of the list pages after the first, when the first page tells them.

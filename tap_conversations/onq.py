@@ -195,7 +195,7 @@ class OnqConversationsStream(ApiStream):
                     f"the record at position {position - 1} changed between two pages "
                     f"({previous_last} became {found})"
                 )
-        yield from rows
+        return rows
 
     def key_at(self, position: int, page_request: requests.PreparedRequest) -> str | None:
         """The key of the record at 0-based `position`, asked as a page of one record."""

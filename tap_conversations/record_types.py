@@ -40,8 +40,9 @@ if t.TYPE_CHECKING:
 _NONE_TYPE = type(None)
 
 
-class TypedObject(msgspec.Struct, forbid_unknown_fields=True):
-    """An object of a typed record, below its top level."""
+class TypedObject(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """An object of a typed record, below its top level. Not tracked by the garbage collector
+    (`gc=False`): decoded from JSON, it holds no reference back to anything."""
 
 
 class TypedRecord(TypedObject):

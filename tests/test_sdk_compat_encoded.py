@@ -22,10 +22,12 @@ from singer_sdk.streams.core import Stream
 from tap_conversations.client import ApiStream
 from tap_conversations.output import StateFlushingWriter
 from tap_conversations.sdk_compat.stream import EncodedRecordWriter
-from tests.helpers import sync
+from tests.helpers import run_cli, sync
 from tests.test_sdk_compat_logging import calls_in
 
 if t.TYPE_CHECKING:
+    from pathlib import Path
+
     import pytest
 
     from sandbox import Sandbox
@@ -179,3 +181,18 @@ def test_the_record_counter_counts_every_record_written_as_read(
     result = sync({"onq": sandbox.tap_config()["onq"]})
     assert len(result.records(ONQ)) == 250
     assert sum(logged) == 250
+
+
+def test_test_mode_writes_one_record_of_a_stream_written_as_read(
+    sandbox_factory: t.Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    """`--test` sets the SDK's record limit: the replacement loop leaves its check to the
+    SDK (`_check_max_record_limit`), which stops the stream after one record."""
+    sandbox = sandbox_factory(onq_conversations=30)
+    completed = run_cli(["--test"], {"onq": sandbox.tap_config()["onq"]}, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    records = [
+        line for line in completed.stdout.splitlines() if json.loads(line)["type"] == "RECORD"
+    ]
+    assert len(records) == 1, completed.stdout[:2000]
+    assert json.loads(records[0])["stream"] == ONQ
