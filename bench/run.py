@@ -448,6 +448,7 @@ class CpuRound:
     bare_records: int
     tap_empty: ChildRun
     bare_empty: ChildRun
+    all_ratios: list[float] = field(default_factory=list)  # of every round, for the median's
 
     @property
     def tap_per_record(self) -> float:
@@ -492,6 +493,7 @@ def measure_cpu(bench: Bench, workload: Workload, env: dict[str, str]) -> CpuRou
             rounds.append(CpuRound(tap, tap_requests, bare, bare_records, tap_empty, bare_empty))
     rounds.sort(key=lambda measured: measured.ratio)
     median = rounds[len(rounds) // 2]
+    median.all_ratios = [measured.ratio for measured in rounds]
     for measured in rounds:
         bench.check_requests(f"C {workload.name}", measured.tap_requests, 0, measured.tap)
     return median
@@ -512,7 +514,9 @@ def scenario_cpu(bench: Bench) -> list[Row]:
             per_record = (
                 f"per record (start-up subtracted): tap {measure.tap_per_record * 1e6:.0f} µs, "
                 f"bare {measure.bare_per_record * 1e6:.0f} µs = {measure.ratio:.2f}x; "
-                f"start-up: tap {measure.tap_empty.cpu:.2f} s, bare {measure.bare_empty.cpu:.2f} s"
+                f"start-up: tap {measure.tap_empty.cpu:.2f} s, "
+                f"bare {measure.bare_empty.cpu:.2f} s; "
+                f"rounds {' '.join(f'{ratio:.2f}' for ratio in measure.all_ratios)}"
             )
             goal = status = ""
             if env_name == "bare env":
