@@ -169,10 +169,11 @@ class ApiStream(ProviderStream):
                 prefetcher.forget_pages()
             self.announce_total(len(run.snapshot))
             if encoded:
+                delivered, checkpoint_due = run.delivered_key, run.checkpoint_due
                 for sent, (key, value, record_json) in enumerate(run.entries(), start=1):
                     yield record_json
-                    run.delivered_key(key, value)
-                    if run.checkpoint_due(sent):
+                    delivered(key, value)
+                    if checkpoint_due(sent):
                         self.checkpoint()
             else:
                 rows = (

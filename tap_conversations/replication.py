@@ -230,10 +230,10 @@ class ListReplication:
         batch: list[tuple[str, str | None, Record | None]] = []
         read = 0
         key_field, replication_key = self.key_field, self.replication_key
-        wants = self.bookmark.wants
+        wants, checked, context = self.bookmark.wants, self.stream.checked_record, self.context
         started_second = watch.started[:19]
-        for raw in self.stream.request_records(self.context):
-            row = self.stream.checked_record(raw, self.context)
+        for raw in self.stream.request_records(context):
+            row = checked(raw, context)
             if row is None:
                 continue
             key = str(row.get(key_field))

@@ -178,15 +178,16 @@ class CompatStream(RESTStream[t.Any]):
             state_manager, now, utc = self.state_manager, datetime.datetime.now, datetime.UTC
             version, written = self._stream_version, 0
             limited = self.ABORT_AT_RECORD_COUNT is not None  # `--test`: the SDK's check
+            write, state_every = encoded_writer.write_encoded_record, self.STATE_MSG_FREQUENCY
             for index, record_json in enumerate(records):
                 if limited:
                     self._check_max_record_limit(current_record_index=index)
-                encoded_writer.write_encoded_record(alias, record_json, version, now(utc))
+                write(alias, record_json, version, now(utc))
                 state_manager.is_flushed = False
                 written = index + 1
                 if written % COUNT_EVERY == 0:  # the count METRIC lags by fewer records
                     record_counter.increment(COUNT_EVERY)
-                if written % self.STATE_MSG_FREQUENCY == 0:
+                if written % state_every == 0:
                     self._write_state_message()
             record_counter.increment(written % COUNT_EVERY)
             if self._get_state_partition_context(None) is None:
