@@ -50,15 +50,17 @@ class ApiStream(ProviderStream):
     #: Top-level fields turned into text before the record checks (ids the docs leave
     #: untyped, e.g. onQ's); see `records.RecordChecker`.
     text_fields: tuple[str, ...] = ()
-    #: Whether a page is a bare JSON array of records, decoded typed when it can be
-    #: (`record_types`): the checks of a page the schema describes exactly are done in C.
-    typed_pages: t.ClassVar[bool] = False
+    #: How a page holds its records, for decoding it typed (`record_types`: a page the
+    #: schema describes exactly is checked in C): "array", a bare JSON array of records;
+    #: "record", the body is the record; None, pages are decoded untyped.
+    typed_body: t.ClassVar[t.Literal["array", "record"] | None] = None
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
         self.checker = RecordChecker(self)
-        if self.typed_pages and (record_type := self.checker.record_type) is not None:
-            self.page_decoder = msgspec.json.Decoder(list[record_type])  # type: ignore[valid-type]
+        if self.typed_body is not None and (record_type := self.checker.record_type) is not None:
+            body_type = list[record_type] if self.typed_body == "array" else record_type  # type: ignore[valid-type]
+            self.page_decoder = msgspec.json.Decoder(body_type)
         #: Set while a list stream scans its list (`replication`), for `parse_response`.
         self.scan_watch: ScanWatch | None = None
         #: The list stream's replication in progress, for its detail children to report to.
@@ -95,6 +97,8 @@ class ApiStream(ProviderStream):
 
     def records_in(self, body: t.Any, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
         """The records of one decoded page; by default the body is one record."""
+        if isinstance(body, TypedRecord):
+            return [body]  # type: ignore[list-item]  # made a dict by the checks
         if not isinstance(body, dict):
             msg = f"{self.describe(response)}: expected a JSON object, got {type(body).__name__}"
             raise ProviderError(msg)

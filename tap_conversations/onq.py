@@ -109,7 +109,7 @@ class OnqConversationsStream(ApiStream):
     # Identifiers are opaque: the docs do not say number or string, so keep them as text
     # (`records.RecordChecker` turns them into text before it checks the record).
     text_fields = ("id", "org_id")
-    typed_pages = True  # a page is a bare array of records
+    typed_body = "array"
 
     schema = th.PropertiesList(
         th.Property("id", th.StringType, required=True, description="Conversation identifier"),

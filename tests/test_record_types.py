@@ -161,15 +161,22 @@ class CountingDecoder:
         return body
 
 
-def test_every_sandbox_onq_page_is_decoded_typed(sandbox: Sandbox) -> None:
+def test_every_sandbox_page_of_a_typed_stream_is_decoded_typed(sandbox: Sandbox) -> None:
+    """onQ's pages (arrays) and Perform & Engage's details (one record each) are typed; the
+    sandbox speaks like the APIs, so none of them is refused."""
     tap = TapConversations(config=sandbox.tap_config())
-    stream = tap.streams["onq_conversations"]
-    assert stream.page_decoder is not None
-    counting = CountingDecoder(stream.page_decoder)
-    stream.page_decoder = counting  # type: ignore[assignment]
+    counting: dict[str, CountingDecoder] = {}
+    for name, stream in tap.streams.items():
+        if stream.page_decoder is not None:
+            counting[name] = CountingDecoder(stream.page_decoder)
+            stream.page_decoder = counting[name]  # type: ignore[assignment]
+    assert {"onq_conversations", "perform_engage_conversation_details"} <= counting.keys()
     result = run_sync(tap)
     records = result.records("onq_conversations")
     assert len(records) == 45
-    assert counting.refused == 0
-    assert counting.taken >= 1
     assert all(type(record["id"]) is str for record in records)
+    for name, decoder in counting.items():
+        assert decoder.refused == 0, name
+        assert decoder.taken >= 1, name
+    details = counting["perform_engage_conversation_details"]
+    assert details.taken == len(result.records("perform_engage_conversation_details")) == 40
