@@ -20,8 +20,9 @@ typed record is what types cannot say: ids made text, the primary key present, a
 normalised (`RecordChecker.check`). A schema the types cannot express (a property with no
 type) gives no class, and its stream decodes untyped.
 
-On the 50,000 onQ sandbox records, decode and checks cost 2.5 µs a record this way against 4.4
-for an untyped decode and the Python checks.
+On the 50,000 onQ sandbox records, decoding, checks and encoding a record's JSON cost 2.6 µs a
+record this way (checked in place, `records.InPlace`) against 4.4 for an untyped decode, the
+Python checks and the same encoding.
 """
 
 from __future__ import annotations

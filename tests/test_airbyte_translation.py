@@ -13,7 +13,12 @@ from tap_conversations.airbyte import catalog as translate
 from tap_conversations.airbyte.cancellation import Cancellation
 from tap_conversations.airbyte.cli import Source
 from tap_conversations.airbyte.logs import AirbyteLogHandler
-from tap_conversations.airbyte.protocol import MessageOutput
+from tap_conversations.airbyte.protocol import (
+    MessageOutput,
+    record_message,
+    record_payload,
+    to_builtins,
+)
 from tests.airbyte_messages import validate
 
 if t.TYPE_CHECKING:
@@ -117,3 +122,14 @@ def test_our_signal_handler_stays_in_place_through_a_read(sandbox: Sandbox) -> N
     for message in messages:
         validate(message)
     assert sum(m["type"] == "RECORD" for m in messages) == len(sandbox.data.onq_conversations)
+
+
+def test_a_record_payload_is_what_the_protocol_models_give() -> None:
+    """The source writes RECORD lines from `record_payload` without building the protocol
+    dataclasses; it must give what `to_builtins` gives for them, key order included."""
+    data = {"id": "7", "when": "2025-01-01T00:00:00.000000+00:00", "n": None}
+    message = record_message("onq_conversations", data, 1735689600123)
+    from_models = to_builtins(message)  # every field of both dataclasses, `None` ones left out
+    payload = record_payload("onq_conversations", data, 1735689600123)
+    assert json.dumps(payload) == json.dumps(from_models)
+    validate(payload)  # a valid AirbyteMessage (raises ProtocolViolation otherwise)

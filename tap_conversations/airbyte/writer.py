@@ -27,6 +27,7 @@ from tap_conversations.airbyte.protocol import (
     MessageOutput,
     models,
     record_message,
+    record_payload,
     serialize,
     stream_state_message,
     stream_status_message,
@@ -187,7 +188,8 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
         if stream not in self.statuses.running:
             self.statuses.record_seen(stream)
         self._records_since_state[stream] = self._records_since_state.get(stream, 0) + 1
-        self.output.write(record_message(stream, data, _emitted_at(time_extracted)), flush=False)
+        payload = record_payload(stream, data, _emitted_at(time_extracted))
+        self.output.write_builtins(payload, flush=False)
 
     @override
     def serialize_message(self, message: t.Any) -> bytes:
