@@ -7,6 +7,7 @@ import json
 import signal
 import typing as t
 
+import msgspec
 import pytest
 
 from tap_conversations.airbyte import catalog as translate
@@ -15,6 +16,8 @@ from tap_conversations.airbyte.cli import Source
 from tap_conversations.airbyte.logs import AirbyteLogHandler
 from tap_conversations.airbyte.protocol import (
     MessageOutput,
+    record_line,
+    record_line_prefix,
     record_message,
     record_payload,
     to_builtins,
@@ -133,3 +136,7 @@ def test_a_record_payload_is_what_the_protocol_models_give() -> None:
     payload = record_payload("onq_conversations", data, 1735689600123)
     assert json.dumps(payload) == json.dumps(from_models)
     validate(payload)  # a valid AirbyteMessage (raises ProtocolViolation otherwise)
+    data_json = msgspec.json.encode(data)
+    line = record_line(record_line_prefix("onq_conversations"), data_json, 1735689600123)
+    assert line == msgspec.json.encode(payload) + b"\n"
+    assert json.loads(line) == payload

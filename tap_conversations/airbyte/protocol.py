@@ -90,6 +90,17 @@ def record_payload(stream: str, data: t.Any, emitted_at: int) -> dict[str, t.Any
     return {"type": "RECORD", "record": {"stream": stream, "data": data, "emitted_at": emitted_at}}
 
 
+def record_line_prefix(stream: str) -> bytes:
+    """What the line of `record_payload(stream, ...)` starts with, up to its data."""
+    return b'{"type":"RECORD","record":{"stream":%s,"data":' % _encoder.encode(stream)
+
+
+def record_line(prefix: bytes, data_json: bytes, emitted_at: int) -> bytes:
+    """The line of `record_payload` around a record's JSON as it is, byte for byte what
+    encoding the payload of the decoded record gives (after `record_line_prefix`)."""
+    return b"".join((prefix, data_json, b',"emitted_at":%d}}\n' % emitted_at))
+
+
 def serialize(message: t.Any) -> bytes:
     """One AirbyteMessage as one JSON line."""
     return _encoder.encode(_builtins_of_message(message)) + b"\n"
@@ -115,6 +126,17 @@ class MessageOutput:
 
     def write(self, message: t.Any, *, flush: bool = True) -> None:
         self.write_builtins(_builtins_of_message(message), flush=flush)
+
+    def write_line(self, line: bytes, *, flush: bool = True) -> None:
+        """One whole line, already encoded (`record_line`)."""
+        with self._lock:
+            self._writer = threading.get_ident()
+            try:
+                self._stream.write(line)
+                if flush:
+                    self._stream.flush()
+            finally:
+                self._writer = None
 
     def write_builtins(self, payload: t.Any, *, flush: bool = True) -> None:
         """A message given as its builtins (`record_payload`)."""

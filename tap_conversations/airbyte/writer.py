@@ -17,7 +17,6 @@ import datetime
 import time
 import typing as t
 
-import msgspec
 from singer_sdk.io_base import GenericSingerWriter
 from singer_sdk.singerlib import ActivateVersionMessage, RecordMessage, SchemaMessage, StateMessage
 from typing_extensions import override
@@ -26,6 +25,8 @@ from tap_conversations.airbyte.catalog import family_roots, stream_parents, stre
 from tap_conversations.airbyte.protocol import (
     MessageOutput,
     models,
+    record_line,
+    record_line_prefix,
     record_message,
     record_payload,
     serialize,
@@ -130,6 +131,7 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
         self.statuses = StreamStatuses(output)
         self._sent_state: dict[str, t.Any] = {}
         self._records_since_state: dict[str, int] = {}
+        self._line_prefixes: dict[str, bytes] = {}  # per stream: `record_line_prefix`
 
     def track(self, tap: Tap, incoming_state: t.Mapping[str, t.Any]) -> None:
         """Learn the tap's streams; the incoming state counts as already sent."""
@@ -178,18 +180,26 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
         line `write_message` writes for a `RecordMessage` of the decoded record."""
         if self.cancellation.pending is not None:
             self.cancellation.raise_pending()
-        data = t.cast("dict[str, t.Any]", msgspec.Raw(record_json))  # encoded as it is
-        self._write_record(stream, data, time_extracted)
+        self._count_record(stream)
+        prefix = self._line_prefixes.get(stream)
+        if prefix is None:
+            prefix = self._line_prefixes[stream] = record_line_prefix(stream)
+        line = record_line(prefix, record_json, _emitted_at(time_extracted))
+        self.output.write_line(line, flush=False)
 
     def _write_record(
         self, stream: str, data: dict[str, t.Any], time_extracted: datetime.datetime | None
     ) -> None:
         """One record: its stream is running, counted towards its next STATE, and written."""
+        self._count_record(stream)
+        payload = record_payload(stream, data, _emitted_at(time_extracted))
+        self.output.write_builtins(payload, flush=False)
+
+    def _count_record(self, stream: str) -> None:
+        """A record of `stream`: the stream is running; it counts towards its next STATE."""
         if stream not in self.statuses.running:
             self.statuses.record_seen(stream)
         self._records_since_state[stream] = self._records_since_state.get(stream, 0) + 1
-        payload = record_payload(stream, data, _emitted_at(time_extracted))
-        self.output.write_builtins(payload, flush=False)
 
     @override
     def serialize_message(self, message: t.Any) -> bytes:
