@@ -58,9 +58,7 @@ class ApiStream(ProviderStream):
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
         self.checker = RecordChecker(self)
-        if self.typed_body is not None and (record_type := self.checker.record_type) is not None:
-            body_type = list[record_type] if self.typed_body == "array" else record_type  # type: ignore[valid-type]
-            self.page_decoder = msgspec.json.Decoder(body_type)
+        self._page_decoder: tuple[type[TypedRecord], msgspec.json.Decoder[t.Any]] | None = None
         #: Set while a list stream scans its list (`replication`), for `parse_response`.
         self.scan_watch: ScanWatch | None = None
         #: The list stream's replication in progress, for its detail children to report to.
@@ -69,6 +67,17 @@ class ApiStream(ProviderStream):
         self.record_for_children: dict[str, t.Any] | None = None
 
     # Pages ------------------------------------------------------------------------------
+
+    @property
+    @override
+    def page_decoder(self) -> msgspec.json.Decoder[t.Any] | None:
+        record_type = self.checker.record_type  # a new one once the API adds a field
+        if self.typed_body is None or record_type is None:
+            return None
+        if self._page_decoder is None or self._page_decoder[0] is not record_type:
+            body_type = list[record_type] if self.typed_body == "array" else record_type  # type: ignore[valid-type]
+            self._page_decoder = (record_type, msgspec.json.Decoder(body_type))
+        return self._page_decoder[1]
 
     @override
     def parse_response(self, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:

@@ -55,6 +55,8 @@ class TypedRecord(TypedObject):
 
     # property name -> attribute (`ClassVar` as msgspec recognises it, not `t.ClassVar`)
     attributes: ClassVar[dict[str, str]] = {}
+    # attributes of `dropped` fields (not in the schema, reported), which the checks drop
+    dropped: ClassVar[tuple[str, ...]] = ()
 
     def get(self, name: str, default: t.Any = None) -> t.Any:
         attribute = self.attributes.get(name)
@@ -66,16 +68,26 @@ class Inexpressible(Exception):
     """A schema the types cannot say exactly."""
 
 
-def record_type(shape: Shape, text_fields: Collection[str]) -> type[TypedRecord] | None:
-    """The `TypedRecord` class of a stream's top-level `shape`; `None` when it cannot be said."""
+def record_type(
+    shape: Shape, text_fields: Collection[str], dropped: Collection[str] = ()
+) -> type[TypedRecord] | None:
+    """The `TypedRecord` class of a stream's top-level `shape`; `None` when it cannot be said.
+
+    `dropped`: top-level fields the schema does not name, which the API sends and the checks
+    reported already. They are taken whatever their value, and the checks drop them, as they
+    drop them from an untyped record; so an API that added a field keeps its pages typed.
+    """
     try:
-        return t.cast("type[TypedRecord]", _struct(shape, text_fields, TypedRecord))
+        return t.cast("type[TypedRecord]", _struct(shape, text_fields, TypedRecord, dropped))
     except (Inexpressible, TypeError):  # TypeError: a union msgspec does not take
         return None
 
 
 def _struct(
-    shape: Shape, text_fields: Collection[str], base: type[TypedObject]
+    shape: Shape,
+    text_fields: Collection[str],
+    base: type[TypedObject],
+    dropped: Collection[str] = (),
 ) -> type[TypedObject]:
     fields: list[tuple[str, t.Any, t.Any]] = []
     attributes: dict[str, str] = {}
@@ -83,7 +95,13 @@ def _struct(
         attributes[name] = attribute = f"f{index}"
         kind = t.Any if name in text_fields else t.Union[_value_type(rule), UnsetType]  # noqa: UP007 (a runtime union of types built here)
         fields.append((attribute, kind, msgspec.field(default=UNSET, name=name)))
-    namespace = {"attributes": attributes} if base is TypedRecord else {}
+    extra = [name for name in sorted(dropped) if name not in shape.rules]
+    for index, name in enumerate(extra, start=len(fields)):
+        attributes[name] = attribute = f"f{index}"
+        fields.append((attribute, t.Any, msgspec.field(default=UNSET, name=name)))
+    namespace: dict[str, t.Any] = {}
+    if base is TypedRecord:
+        namespace = {"attributes": attributes, "dropped": tuple(attributes[n] for n in extra)}
     name = f"Typed_{shape.path.rstrip('.') or 'record'}"
     struct = msgspec.defstruct(name, fields, bases=(base,), namespace=namespace)
     return t.cast("type[TypedObject]", struct)

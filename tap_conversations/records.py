@@ -205,6 +205,7 @@ class RecordChecker:
         self.record_type = record_type(self.shape, self.text_fields) if hot_path else None
         self.hot_path = hot_path  # False: every record through the full checks (tests)
         self._unknown_reported: set[str] = set()
+        self._dropped: set[str] = set()  # top-level unknown fields the typed pages now take
         self._selection: Selection | None = None
         self._keys: tuple[str, ...] | None = None
         self._use_hot_path = hot_path
@@ -246,11 +247,10 @@ class RecordChecker:
         """
         row: dict[str, t.Any]
         if isinstance(record, TypedRecord):
-            if self._keys is None:
-                self.keys  # noqa: B018 (worked out on first use, with `_in_place`)
-            if (in_place := self._in_place) is not None and in_place.check(record):
-                return record
-            row, typed = to_builtins(record), True
+            settled = self._settle_typed(record)
+            if isinstance(settled, TypedRecord):
+                return settled
+            row, typed = settled, True
         else:
             row, typed = record, False
         if type(row) is not dict:
@@ -274,6 +274,17 @@ class RecordChecker:
         self.full_checks += 1
         self._check_object(row, self.shape, row, "")
         return row
+
+    def _settle_typed(self, record: TypedRecord) -> TypedRecord | dict[str, t.Any]:
+        """A typed record settled in place (`InPlace`), or made a dict for the rest of `check`;
+        either way without the fields the schema does not name."""
+        for attribute in record.dropped:  # UNSET is left out of the JSON and of the dict
+            setattr(record, attribute, UNSET)
+        if self._keys is None:
+            self.keys  # noqa: B018 (worked out on first use, with `_in_place`)
+        if (in_place := self._in_place) is not None and in_place.check(record):
+            return record
+        return t.cast("dict[str, t.Any]", to_builtins(record))
 
     def _check_object(
         self, obj: dict[str, t.Any], shape: Shape, row: dict[str, t.Any], where: str
@@ -337,6 +348,12 @@ class RecordChecker:
         raise ProviderError(msg)
 
     def _report_unknown(self, path: str, unknown: set[str]) -> None:
+        if not path and self.record_type is not None and not unknown <= self._dropped:
+            # The next pages carrying these fields decode typed: the new type takes and drops
+            # them (`record_types.record_type`); `_in_place` follows it.
+            self._dropped |= unknown
+            self.record_type = record_type(self.shape, self.text_fields, self._dropped)
+            self._keys = None
         if new := {f"{path}{name}" for name in unknown} - self._unknown_reported:
             self._unknown_reported |= new
             self.stream.logger.warning(

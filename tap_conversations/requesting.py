@@ -74,9 +74,12 @@ class ProviderStream(CompatStream):
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
         self.conversations_tap = t.cast("ConversationsTap", tap)
-        #: Decodes a page that is exactly what the schema says, its records type-checked in C
-        #: (`record_types`); `None`: pages are decoded untyped.
-        self.page_decoder: msgspec.json.Decoder[t.Any] | None = None
+
+    @property
+    def page_decoder(self) -> msgspec.json.Decoder[t.Any] | None:
+        """Decodes a page that is exactly what the schema says, its records type-checked in C
+        (`record_types`); `None`: pages are decoded untyped."""
+        return None
 
     # Provider plumbing -------------------------------------------------------------------
 

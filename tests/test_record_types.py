@@ -14,6 +14,7 @@ import msgspec
 import pytest
 import requests
 
+from tap_conversations.client import ApiStream
 from tap_conversations.errors import ProviderError
 from tap_conversations.record_types import TypedRecord
 from tap_conversations.records import RecordChecker
@@ -145,13 +146,61 @@ def test_a_bad_timestamp_on_a_typed_page_gets_the_python_checks_line() -> None:
     assert "field 'created_on' of record id='5' is not an ISO-8601 timestamp" in str(raised.value)
 
 
-class CountingDecoder:
-    """A page decoder that counts the pages it decoded and those it refused."""
+@pytest.mark.parametrize(
+    ("stream_name", "body", "settled"),
+    [
+        (
+            "onq_conversations",
+            b'[{"id": 1, "last_updated_on": "2025-01-01T00:00:00Z", "novel": {"x": [1]}}]',
+            {"id": "1", "last_updated_on": "2025-01-01T00:00:00.000000+00:00"},
+        ),
+        (
+            "perform_engage_conversation_details",
+            b'{"api_id": "a1", "updated_date": "2025-01-01T00:00:00Z", "novel": 2, "data": []}',
+            {"api_id": "a1", "updated_date": "2025-01-01T00:00:00.000000+00:00", "data": []},
+        ),
+    ],
+)
+def test_a_field_the_api_added_is_reported_once_then_its_pages_decode_typed(
+    stream_name: str, body: bytes, settled: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = TapConversations(config=OFFLINE).streams[stream_name]
+    before = stream.page_decoder
+    assert before is not None
 
-    def __init__(self, decoder: msgspec.json.Decoder[t.Any]) -> None:
-        self.decoder, self.taken, self.refused = decoder, 0, 0
+    def records(decoder: msgspec.json.Decoder[t.Any]) -> list[t.Any]:
+        decoded = decoded_body(body_of(body), decoder)
+        return list(stream.records_in(decoded, body_of(body)))
+
+    with caplog.at_level(logging.WARNING):
+        (first,) = records(before)
+        assert type(first) is dict  # refused by the types: decoded untyped
+        assert msgspec.to_builtins(stream.checker.check(first)) == settled
+        after = stream.page_decoder
+        assert after is not None
+        assert after is not before
+        (typed,) = records(after)
+        assert isinstance(typed, TypedRecord)  # the added field no longer refuses the page
+        result = stream.checker.check(typed)
+        assert msgspec.json.decode(msgspec.json.encode(result)) == settled
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "dropped: novel" in warnings[0]
+
+
+class CountingDecoder:
+    """Counts the pages a stream's page decoder took and those it refused."""
+
+    def __init__(self) -> None:
+        self.decoder: msgspec.json.Decoder[t.Any] | None = None
+        self.taken = self.refused = 0
+
+    def wrapping(self, decoder: msgspec.json.Decoder[t.Any]) -> CountingDecoder:
+        self.decoder = decoder
+        return self
 
     def decode(self, content: bytes) -> t.Any:
+        assert self.decoder is not None
         try:
             body = self.decoder.decode(content)
         except msgspec.DecodeError:
@@ -161,15 +210,24 @@ class CountingDecoder:
         return body
 
 
-def test_every_sandbox_page_of_a_typed_stream_is_decoded_typed(sandbox: Sandbox) -> None:
+def test_every_sandbox_page_of_a_typed_stream_is_decoded_typed(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """onQ's pages (arrays) and Perform & Engage's details (one record each) are typed; the
     sandbox speaks like the APIs, so none of them is refused."""
     tap = TapConversations(config=sandbox.tap_config())
     counting: dict[str, CountingDecoder] = {}
-    for name, stream in tap.streams.items():
-        if stream.page_decoder is not None:
-            counting[name] = CountingDecoder(stream.page_decoder)
-            stream.page_decoder = counting[name]  # type: ignore[assignment]
+    page_decoder = t.cast("property", ApiStream.page_decoder)
+
+    def counted(stream: ApiStream) -> CountingDecoder | None:
+        decoder = page_decoder.fget(stream) if page_decoder.fget else None
+        if decoder is None:
+            return None
+        return counting.setdefault(stream.name, CountingDecoder()).wrapping(decoder)
+
+    monkeypatch.setattr(ApiStream, "page_decoder", property(counted))
+    for stream in tap.streams.values():
+        _ = stream.page_decoder
     assert {"onq_conversations", "perform_engage_conversation_details"} <= counting.keys()
     result = run_sync(tap)
     records = result.records("onq_conversations")
