@@ -348,9 +348,11 @@ class RecordChecker:
         raise ProviderError(msg)
 
     def _report_unknown(self, path: str, unknown: set[str]) -> None:
-        if not path and self.record_type is not None and not unknown <= self._dropped:
+        typed = self.record_type
+        if not path and typed is not None and not unknown <= typed.attributes.keys():
             # The next pages carrying these fields decode typed: the new type takes and drops
-            # them (`record_types.record_type`); `_in_place` follows it.
+            # them (`record_types.record_type`); `_in_place` follows it. (Checked against the
+            # type itself: two detail threads reporting at once converge on one with both.)
             self._dropped |= unknown
             self.record_type = record_type(self.shape, self.text_fields, self._dropped)
             self._keys = None
