@@ -107,7 +107,7 @@ class ApiStream(ProviderStream):
     def records_in(self, body: t.Any, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
         """The records of one decoded page; by default the body is one record."""
         if isinstance(body, TypedRecord):
-            return [body]  # type: ignore[list-item]  # made a dict by the checks
+            return [body]  # type: ignore[list-item]  # a dict once checked (`checked_records`)
         if not isinstance(body, dict):
             msg = f"{self.describe(response)}: expected a JSON object, got {type(body).__name__}"
             raise ProviderError(msg)

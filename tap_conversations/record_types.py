@@ -2,9 +2,9 @@
 type-checked in one pass, in C, instead of record by record in Python.
 
 `records.RecordChecker` builds one `TypedRecord` class per stream from its `Shape`, and a stream
-whose pages are bare JSON arrays of records decodes each page with it first
-(`ApiStream.page_decoder`, `transport.decoded_body`). The type says exactly what the Python
-checks let through unchanged:
+whose pages are bare JSON arrays of records, or whose body is the record (`ApiStream.typed_body`),
+decodes each body with it first (`ApiStream.page_decoder`, `transport.decoded_body`). The
+type says exactly what the Python checks let through unchanged:
 
 - every property is optional, `UNSET` when absent, so a record keeps the fields the API sent
   and no others, in the schema's order;

@@ -123,7 +123,6 @@ class Shape:
         self.deep_fields = tuple(name for name, rule in self.rules.items() if rule.deep)
         self.settled_types = {name: rule.settled_types for name, rule in self.rules.items()}
         self.stamp_fields = frozenset(name for name, rule in self.rules.items() if rule.stamp)
-        self.stamp_order = tuple(name for name in self.rules if name in self.stamp_fields)
 
     def conform(self, obj: dict[str, t.Any]) -> None:
         """The hot path: normalise `obj` in place, or raise where the full checks must look.
@@ -144,12 +143,10 @@ class Shape:
     def stamp_times(self, obj: dict[str, t.Any]) -> None:
         """Normalise the date-times of `obj`, whose types are already checked (a record of a
         typed page, `record_types`). Raises as `conform` does for a bad timestamp."""
-        for name in self.stamp_order:
+        for name in self.stamp_fields:
             value = obj.get(name)
             if type(value) is str:
-                parse_iso(value)
-                fast = value[4::3] == SECONDS_Z
-                obj[name] = value[:19] + MICROS_UTC if fast else utc_timestamp(value)
+                obj[name] = utc_timestamp(value)
         for name in self.deep_fields:
             if (value := obj.get(name)) is not None:
                 self.rules[name].stamp_times(value)
@@ -205,7 +202,6 @@ class RecordChecker:
         self.record_type = record_type(self.shape, self.text_fields) if hot_path else None
         self.hot_path = hot_path  # False: every record through the full checks (tests)
         self._unknown_reported: set[str] = set()
-        self._dropped: set[str] = set()  # top-level unknown fields the typed pages now take
         self._selection: Selection | None = None
         self._keys: tuple[str, ...] | None = None
         self._use_hot_path = hot_path
@@ -353,8 +349,8 @@ class RecordChecker:
             # The next pages carrying these fields decode typed: the new type takes and drops
             # them (`record_types.record_type`); `_in_place` follows it. (Checked against the
             # type itself: two detail threads reporting at once converge on one with both.)
-            self._dropped |= unknown
-            self.record_type = record_type(self.shape, self.text_fields, self._dropped)
+            dropped = (typed.attributes.keys() - self.shape.rules.keys()) | unknown
+            self.record_type = record_type(self.shape, self.text_fields, dropped)
             self._keys = None
         if new := {f"{path}{name}" for name in unknown} - self._unknown_reported:
             self._unknown_reported |= new
@@ -392,7 +388,7 @@ class InPlace:
         return cls(
             tuple(map(where.__getitem__, text_fields)),
             tuple(map(where.__getitem__, keys)),
-            tuple(map(where.__getitem__, shape.stamp_order)),
+            tuple(map(where.__getitem__, shape.stamp_fields)),
         )
 
     def check(self, record: TypedRecord) -> bool:
@@ -410,7 +406,7 @@ class InPlace:
         try:
             for attribute in self.stamps:
                 value = getattr(record, attribute)
-                if type(value) is str:
+                if type(value) is str:  # `utc_timestamp`'s common case inline, as in `conform`
                     parse_iso(value)
                     fast = value[4::3] == SECONDS_Z
                     value = value[:19] + MICROS_UTC if fast else utc_timestamp(value)
