@@ -14,8 +14,8 @@ import datetime
 import os
 import tempfile
 import typing as t
-from itertools import accumulate, islice, repeat
-from operator import and_, floordiv, mul, sub
+from itertools import accumulate, compress, islice, repeat
+from operator import and_, eq, floordiv, lshift, mul, or_, rshift, sub
 
 import msgspec
 from singer_sdk.contrib.msgspec import encoder as json_encoder
@@ -29,8 +29,6 @@ if t.TYPE_CHECKING:
 Row = dict[str, t.Any]
 #: A record as read: a dict, or a `record_types.TypedRecord` (msgspec encodes it as one).
 Record = Row | TypedRecord
-#: A record to send, as the snapshot keeps it: key, replication value, JSON of the record.
-Entry = tuple[str, t.Optional[str], bytes]  # noqa: UP045 (a runtime type, for msgspec)
 
 
 def utc_now_text(now: datetime.datetime | None = None) -> str:
@@ -103,102 +101,125 @@ class Snapshot:
     """The records of one list, merged by key over its scans; their bodies in a temporary file.
 
     Each read of a record is a *version*, numbered in read order. In memory a version is a few
-    numbers in `array` columns, 37 bytes with those of `spill.SpillFile` (a dict of 50,000 keys
+    numbers in `array` columns, 38 bytes with those of `spill.SpillFile` (a dict of 50,000 keys
     to tuples took 9 MiB): its key's 32-bit hash, its *rank* (its replication value in
-    microseconds since year 1, -1 for none), the last scan that read its key (0 once another
-    version of the key won), the size of its MessagePack body (0: known, not to be sent) and
-    the end of its key in a file of keys (equal hashes are settled by the keys). `_table`, open
-    addressing at most half full, maps each key to its winning version. The bodies go to a
-    `SpillFile`, which gives them back by rank.
+    microseconds since year 1, -1 for none), the scan that read it, the last scan that read its
+    key (0 once another version of the key won), the size of its body (the record's JSON; 0:
+    known, not to be sent) and the end of its key in a file of keys (equal hashes are settled by
+    the keys). The bodies go to a `SpillFile`, which gives them back by rank.
 
-    On the 50,000 onQ sandbox records, add + rows cost 3.5 µs a record, MessagePack's encode
-    and decode 2.0 of it, against 6.5 for the SQLite table this replaces (an upsert per record,
-    then an indexed sort); 50,000 such records hold 2.3 MiB more at peak than 2,000.
+    Which version of a key wins is worked out when it is asked (`distinct`, `windows`): the
+    versions sorted by hash, keys that share one compared. Only `new_version`, asked for the
+    few records updated while they were read, needs to look one key up: the first call builds
+    `_table` (open addressing, at most half full, each key to its winning version), which then
+    follows every version added. Adding a version is so a few operations on whole batches.
     """
 
     def __init__(self) -> None:
         self._hashes, self._ranks = array.array("I"), array.array("q")
-        self._scans, self._sizes = array.array("B"), array.array("I")
-        self._key_ends = array.array("q")
-        self._table = array.array("i", [-1]) * 1024  # never more than half full
+        self._read_in, self._scans = array.array("B"), array.array("B")
+        self._sizes, self._key_ends = array.array("I"), array.array("q")
+        self._table: array.array[int] | None = None  # built by the first `new_version`
+        self._merged = 0  # versions whose merge `_scans` and `_sendable` hold
         self._keys_known = self._sendable = 0
         # Unbuffered, never named: the files vanish when closed, or when the process ends.
         self._keys = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (closed by close())
         self._bodies = SpillFile(self._ranks)
-        # Each body is a MessagePack (key, value, JSON of the record): what `rows` decodes,
-        # and what `entries` hands on as it is, for a record written without being decoded.
-        # The JSON is the SDK's own encoding (`singer_sdk.contrib.msgspec`), byte for byte
-        # what a RECORD message of the decoded record would hold.
-        self._encode = msgspec.msgpack.Encoder().encode
+        # A body is the record's JSON in the SDK's own encoding (`singer_sdk.contrib.msgspec`):
+        # byte for byte what a RECORD message of the decoded record holds.
         self._encode_json = json_encoder.encode
-        self._decode_entry = msgspec.msgpack.Decoder(Entry).decode
-        self._decode_json: t.Callable[[bytes], Row] = msgspec.json.Decoder().decode
+        self._decode_json: t.Callable[[memoryview], Row] = msgspec.json.Decoder().decode
 
-    def add(self, scan: int, versions: t.Sequence[tuple[str, str | None, Record | None]]) -> None:
-        """Merge records read by scan number `scan` (1 to 255): (key, replication value, row).
+    def add(
+        self,
+        scan: int,
+        keys: t.Sequence[str],
+        values: t.Sequence[str | None],
+        rows: t.Sequence[Record | None],
+    ) -> None:
+        """Merge records read by scan number `scan` (1 to 255): per record its key, its
+        replication value and the record (None: known, but not to be sent).
 
         A key read before keeps its newest version by replication value (an ISO-8601 timestamp;
-        the latest read when equal; no value is older than any). A version without a row is
-        known, but will not be sent.
+        the latest read when equal; no value is older than any).
         """
         if not 0 < scan < 256:
             raise ValueError(f"scan numbers go from 1 to 255, not {scan}")
-        if not versions:
+        count = len(keys)
+        if not count:
             return
-        keys, values, _rows = zip(*versions, strict=True)
         try:
             ranks = array.array("q", _ranks(values))
         except (TypeError, ValueError):
             bad = next(v for v in values if v is not None and not _is_timestamp(v))
             raise ValueError(f"a replication value is not an ISO-8601 timestamp: {bad!r}") from None
-        first, count = len(self._hashes), len(keys)
-        encode, json = self._encode, self._encode_json
-        bodies = [
-            b"" if row is None else encode((key, value, json(row))) for key, value, row in versions
-        ]
-        hashes = list(map(and_, map(hash, keys), repeat(_HASH_BITS)))
-        self._hashes.extend(hashes)
+        json = self._encode_json
+        if None in rows:
+            bodies = [b"" if row is None else json(row) for row in rows]
+        else:
+            bodies = list(map(json, rows))
+        first = len(self._hashes)
+        self._hashes.extend(map(and_, map(hash, keys), repeat(_HASH_BITS)))
         self._ranks += ranks
-        self._scans.frombytes(bytes((scan,)) * count)
+        self._read_in.frombytes(bytes((scan,)) * count)
         self._sizes.extend(map(len, bodies))
         self._add_keys(keys)
-        self._sendable += count - bodies.count(b"")
-        self._grow_table(self._keys_known + count)
-        table, mask, merged = self._table, len(self._table) - 1, 0
-        for version, slot in enumerate(map(and_, hashes, repeat(mask)), first):
-            if table[slot] < 0:
-                table[slot] = version
-            else:
-                merged += self._place(slot, version, keys[version - first], scan)
-        self._keys_known += count - merged
         self._bodies.add(bodies)
+        if self._table is not None:
+            self._index(first)
 
     def new_version(self, key: str, value: str | None) -> bool:
         """Whether the version kept for `key` has another replication value (or there is none):
         called for the few records updated after their scan began."""
         if value is None:
             return True
+        if self._table is None:
+            self._table = array.array("i", [-1]) * 1024
+            self._index(0)
         key_hash = hash(key) & _HASH_BITS
-        winner, _ = self._find(key_hash, key, key_hash & (len(self._table) - 1))
-        return winner < 0 or self._ranks[winner] != _rank(value)
+        winner, _ = self._find(key_hash, _utf8(key), key_hash & (len(self._table) - 1))
+        return winner < 0 or self._ranks[winner] != rank(value)
 
     def distinct(self, scan: int) -> int:
         """How many keys scan number `scan` read (and no later scan read again)."""
+        self._merge()
         return self._scans.count(scan)
 
     def __len__(self) -> int:
         """The records that will be sent."""
+        self._merge()
         return self._sendable
 
     def rows(self) -> Iterator[Row]:
         """The records to send, by replication value (none first), then in read order."""
         decode_json = self._decode_json
-        return (decode_json(entry[2]) for entry in self.entries())
+        return (decode_json(body) for _, bodies in self.windows() for body in bodies)
 
-    def entries(self) -> Iterator[Entry]:
-        """What `rows` gives, as (key, replication value, the record's JSON)."""
+    def windows(self) -> Iterator[tuple[list[int], list[memoryview]]]:
+        """What `rows` gives, a window at a time: its versions, and each one's JSON."""
+        self._merge()
         every_version_sent = self._sendable == len(self._hashes)
-        return self._bodies.read(self._decode_entry, None if every_version_sent else self._sent)
+        return self._bodies.windows(None if every_version_sent else self._sent)
+
+    def key(self, version: int) -> str:
+        """The key of a version."""
+        return self._key(version).decode("utf-8", "surrogatepass")
+
+    def keys_among(self, keys: t.Iterable[str], versions: list[int]) -> set[str]:
+        """Which of `keys` (a few) are keys of these `versions` (many): hashes first."""
+        hashes = set(map(self._hashes.__getitem__, versions))
+        found = set()
+        for key in keys:
+            key_hash = hash(key) & _HASH_BITS
+            if key_hash in hashes:
+                encoded = _utf8(key)
+                if any(self._key(v) == encoded for v in versions if self._hashes[v] == key_hash):
+                    found.add(key)
+        return found
+
+    def ranks_of(self, versions: t.Iterable[int]) -> list[int]:
+        """The replication values of these versions as `rank` gives them (-1: none)."""
+        return list(map(self._ranks.__getitem__, versions))
 
     def close(self) -> None:
         self._bodies.close()
@@ -210,7 +231,99 @@ class Snapshot:
             map(mul, map(self._sizes.__getitem__, versions), map(self._scans.__getitem__, versions))
         )
 
-    def _add_keys(self, keys: tuple[str, ...]) -> None:
+    def _merge(self) -> None:
+        """Work out which version of each key wins, if versions came since the last time.
+
+        With `_table`, `_index` did as they came. Without, the versions are sorted by hash (in
+        C: their hashes are distinct unless a key came twice, or two keys share 32 bits); only
+        equal hashes are looked at one by one.
+        """
+        total = len(self._hashes)
+        if self._merged == total:
+            return
+        scans, sendable = array.array("B", self._read_in), total - self._sizes.count(0)
+        packed = sorted(map(or_, map(lshift, self._hashes, repeat(32)), range(total)))
+        hashes = list(map(rshift, packed, repeat(32)))
+        same = list(compress(range(1, total), map(eq, islice(hashes, 1, None), hashes)))
+        for index, end in _runs(same):
+            by_key: dict[bytes, list[int]] = {}
+            for place in packed[index - 1 : end]:
+                version = place & 0xFFFFFFFF
+                by_key.setdefault(self._key(version), []).append(version)
+            for versions in by_key.values():  # in read order (the packed order)
+                winner = max(versions, key=lambda v: (self._ranks[v], v))
+                for loser in versions:
+                    if loser != winner:
+                        scans[loser] = 0
+                        sendable -= self._sizes[loser] > 0
+                scans[winner] = self._read_in[versions[-1]]  # the last scan that read the key
+        self._scans, self._sendable, self._merged = scans, sendable, total
+
+    def _index(self, first: int) -> None:
+        """Put versions `first` on into `_table`, merging each as it comes (from 0: all of
+        them, into a new table; else `_table` holds every version before `first`)."""
+        if first == 0:
+            self._scans, self._sendable, self._keys_known = array.array("B"), 0, 0
+        total = len(self._hashes)
+        self._scans += self._read_in[first:]
+        self._sendable += total - first - self._sizes[first:].count(0)
+        self._grow_table(self._keys_known + total - first)
+        table = t.cast("array.array[int]", self._table)
+        mask, merged = len(table) - 1, 0
+        for version in range(first, total):
+            slot = self._hashes[version] & mask
+            if table[slot] < 0:
+                table[slot] = version
+            else:
+                merged += self._place(slot, version)
+        self._keys_known += total - first - merged
+        self._merged = total
+
+    def _key(self, version: int) -> bytes:
+        start = self._key_ends[version - 1] if version else 0
+        return os.pread(self._keys.fileno(), self._key_ends[version] - start, start)
+
+    def _find(self, key_hash: int, key: bytes, slot: int) -> tuple[int, int]:
+        """The version winning `key` (-1: none), and its slot in the table (or the free one)."""
+        table = t.cast("array.array[int]", self._table)
+        mask = len(table) - 1
+        while (winner := table[slot]) >= 0:
+            if self._hashes[winner] == key_hash and self._key(winner) == key:
+                return winner, slot
+            slot = (slot + 1) & mask
+        return -1, slot
+
+    def _place(self, slot: int, new: int) -> bool:
+        """Version `new`, whose home `slot` in the table is taken; whether its key was known."""
+        table = t.cast("array.array[int]", self._table)
+        old, slot = self._find(self._hashes[new], self._key(new), slot)
+        if old < 0:
+            table[slot] = new
+            return False
+        if self._ranks[new] >= self._ranks[old]:  # newer, or as new and read later
+            table[slot], loser = new, old
+        else:
+            self._scans[old], loser = self._read_in[new], new
+        self._scans[loser] = 0
+        self._sendable -= self._sizes[loser] > 0
+        return True
+
+    def _grow_table(self, keys: int) -> None:
+        old = t.cast("array.array[int]", self._table)
+        size = len(old)
+        while keys * 2 > size:
+            size *= 2
+        if size == len(old):
+            return
+        table, mask = array.array("i", [-1]) * size, size - 1
+        for winner in filter((0).__le__, old):
+            slot = self._hashes[winner] & mask
+            while table[slot] >= 0:
+                slot = (slot + 1) & mask
+            table[slot] = winner
+        self._table = table
+
+    def _add_keys(self, keys: t.Sequence[str]) -> None:
         start = self._key_ends[-1] if self._key_ends else 0
         text = "".join(keys)
         encoded = _utf8(text)
@@ -220,46 +333,17 @@ class Snapshot:
         self._key_ends.extend(islice(accumulate(sizes, initial=start), 1, None))
         _append(self._keys, encoded)
 
-    def _key(self, version: int) -> bytes:
-        start = self._key_ends[version - 1] if version else 0
-        return os.pread(self._keys.fileno(), self._key_ends[version] - start, start)
 
-    def _find(self, key_hash: int, key: str, slot: int) -> tuple[int, int]:
-        """The version winning `key` (-1: none), and its slot in the table (or the free one)."""
-        mask = len(self._table) - 1
-        while (winner := self._table[slot]) >= 0:
-            if self._hashes[winner] == key_hash and self._key(winner) == _utf8(key):
-                return winner, slot
-            slot = (slot + 1) & mask
-        return -1, slot
-
-    def _place(self, slot: int, new: int, key: str, scan: int) -> bool:
-        """Version `new`, whose home `slot` in the table is taken; whether its key was known."""
-        old, slot = self._find(self._hashes[new], key, slot)
-        if old < 0:
-            self._table[slot] = new
-            return False
-        if self._ranks[new] >= self._ranks[old]:  # newer, or as new and read later
-            self._table[slot], loser = new, old
-        else:
-            self._scans[old], loser = scan, new
-        self._scans[loser] = 0
-        self._sendable -= self._sizes[loser] > 0
-        return True
-
-    def _grow_table(self, keys: int) -> None:
-        size = len(self._table)
-        while keys * 2 > size:
-            size *= 2
-        if size == len(self._table):
-            return
-        old, table, mask = self._table, array.array("i", [-1]) * size, size - 1
-        for winner in filter((0).__le__, old):
-            slot = self._hashes[winner] & mask
-            while table[slot] >= 0:
-                slot = (slot + 1) & mask
-            table[slot] = winner
-        self._table = table
+def _runs(same: list[int]) -> Iterator[tuple[int, int]]:
+    """The runs of equal neighbours in a sorted list, given the places `same` whose value
+    equals the one before: (first such place, end of the run)."""
+    index = 0
+    while index < len(same):
+        first = end = same[index]
+        while index + 1 < len(same) and same[index + 1] == end + 1:
+            index, end = index + 1, end + 1
+        yield first, end + 1
+        index += 1
 
 
 def _utf8(text: str) -> bytes:
@@ -283,18 +367,28 @@ def _ranks(values: t.Sequence[str | None]) -> t.Iterable[int]:
     """Replication values as microseconds since year 1 (-1 for none): in the record layout,
     the same order as their text, and 8 bytes in an array instead of a 81-byte str each."""
     if None in values:
-        return [-1 if value is None else _rank(value) for value in values]
+        return [-1 if value is None else rank(value) for value in values]
     parsed = map(datetime.datetime.fromisoformat, t.cast("t.Sequence[str]", values))
     return map(floordiv, map(sub, parsed, repeat(_EPOCH)), repeat(_MICROSECOND))
 
 
-def _rank(value: str) -> int:
+def rank(value: str) -> int:
+    """A replication value (a timestamp) as microseconds since year 1: `value_of` gives back
+    the text of a value in the record layout (`records.utc_timestamp`)."""
     return (datetime.datetime.fromisoformat(value) - _EPOCH) // _MICROSECOND
+
+
+def value_of(microseconds: int) -> str | None:
+    """The replication value a `rank` stands for, in the record layout (-1: None)."""
+    if microseconds < 0:
+        return None
+    moment = _EPOCH + datetime.timedelta(microseconds=microseconds)
+    return moment.isoformat(timespec="microseconds")
 
 
 def _is_timestamp(value: t.Any) -> bool:
     try:
-        _rank(value)
+        rank(value)
     except (TypeError, ValueError):
         return False
     return True

@@ -5,8 +5,10 @@ Bodies come in read order, one per *version* (a read of a record), each with a *
 the snapshot (a number, its replication value); they wait in memory until `RUN_BYTES` of them
 came, then go to the file as one *run* sorted by (rank, version). Reading merges the runs a
 window of about `READ_WINDOW` bodies at a time: a run's part of a window is one read of
-consecutive bytes, into one buffer, and one small sort orders the window. Not a mapping of the
-file: mapped pages count in RSS, and the kernel maps whole large folios (up to a run) at once.
+consecutive bytes, into one buffer, and one small sort orders the window, which is handed on
+whole (its versions and their bodies), so that a caller can write it with one call. Not a
+mapping of the file: mapped pages count in RSS, and the kernel maps whole large folios (up to a
+run) at once.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from operator import add, and_, lshift, or_, sub
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-
-T = t.TypeVar("T")
 
 
 class SpillFile:
@@ -62,13 +62,12 @@ class SpillFile:
         _write(self._file, held)
         self._held, self._held_first, self._held_bytes = [], end, 0
 
-    def read(
-        self,
-        decode: Callable[[memoryview], T],
-        sent: Callable[[array.array[int]], list[int]] | None = None,
-    ) -> Iterator[T]:
-        """The bodies, by (rank, version), through `decode`; only those of the versions `sent`
-        keeps, if given (of some versions: per version, whether to send it)."""
+    def windows(
+        self, sent: Callable[[array.array[int]], list[int]] | None = None
+    ) -> Iterator[tuple[list[int], list[memoryview]]]:
+        """The bodies by (rank, version), a window at a time: its versions, and their bodies
+        (views of one buffer), in that order. Only those of the versions `sent` keeps, if given
+        (of some versions: per version, whether to send it)."""
         self.write_run()
         placed, ranks, starts = self._placed, self._ranks, self._starts
         cursors = list(self._run_firsts)  # per run: its next place; and where it ends
@@ -80,6 +79,7 @@ class SpillFile:
                 return
             window = memoryview(bytearray(sum(starts[high] - starts[low] for low, high in parts)))
             spans: list[slice] = []  # per place of the window, where its body is in `window`
+            versions = array.array("I")  # per place of the window, its version
             order: list[int] = []  # (rank, index in `spans`) of each place sent, packed
             for low, high in parts:
                 at, before = (spans[-1].stop if spans else 0), len(spans)
@@ -87,12 +87,16 @@ class SpillFile:
                 shift = repeat(at - starts[low])
                 firsts, lasts = starts[low:high], starts[low + 1 : high + 1]
                 spans += map(slice, map(add, firsts, shift), map(add, lasts, shift))
+                versions += placed[low:high]
                 ranked = map(lshift, map(ranks.__getitem__, placed[low:high]), repeat(32))
                 tagged = map(or_, ranked, range(before, len(spans)))
                 order += tagged if sent is None else compress(tagged, sent(placed[low:high]))
+            if not order:
+                continue
             order.sort()
-            indexes = map(and_, order, repeat(0xFFFFFFFF))
-            yield from map(decode, map(window.__getitem__, map(spans.__getitem__, indexes)))
+            indexes = list(map(and_, order, repeat(0xFFFFFFFF)))
+            bodies = list(map(window.__getitem__, map(spans.__getitem__, indexes)))
+            yield list(map(versions.__getitem__, indexes)), bodies
 
     def close(self) -> None:
         self._file.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 import typing as t
 
 import pytest
@@ -377,3 +378,40 @@ def test_a_cancelled_read_ends_incomplete_and_its_state_loses_nothing(
     assert resumed.returncode == 0
     again = {r["api_id"] for r in resumed.records("perform_engage_conversations")}
     assert delivered | again == {c["api_id"] for c in sandbox.data.pe_conversations}
+
+
+def test_a_read_cancelled_while_records_are_written_resumes_with_exactly_the_rest(
+    sandbox_factory: t.Callable[..., Sandbox], files: Files
+) -> None:
+    """onQ's records go out a window at a time: a SIGTERM while the source is blocked writing
+    one (the platform reads nothing for a while) waits for that window and its bookmark, so the
+    next read sends each record the cancelled one did not, and no other."""
+    sandbox = sandbox_factory(onq_conversations=6_000)
+    config = {"onq": sandbox.tap_config()["onq"]}
+    catalog = configured_catalog(discover(files, config))
+    args = ["read", "--config", files("config", config), "--catalog", files("catalog", catalog)]
+    with subprocess.Popen(
+        [SOURCE_EXECUTABLE, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None
+        head = b""
+        while b'"type":"RECORD"' not in head:
+            chunk = process.stdout.read1(1 << 16)
+            assert chunk, "the source ended before it wrote a record"
+            head += chunk
+        time.sleep(0.5)  # the pipe is full: the source waits in the middle of a window
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        rest = process.stdout.read()
+        assert process.wait(timeout=60) == 1
+    text = (head + rest).decode()
+    cancelled = [json.loads(line) for line in text.splitlines()]  # every line whole
+    run = SourceRun(cancelled, 1, text, "")
+    delivered = [r["id"] for r in run.records("onq_conversations")]
+    assert 0 < len(delivered) < 6_000
+
+    resumed = read(files, config, catalog, run.final_states())
+    assert resumed.returncode == 0
+    again = [r["id"] for r in resumed.records("onq_conversations")]
+    assert not set(delivered) & set(again)
+    assert sorted(delivered + again) == sorted(str(c["id"]) for c in sandbox.data.onq_conversations)

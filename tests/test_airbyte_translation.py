@@ -11,13 +11,13 @@ import msgspec
 import pytest
 
 from tap_conversations.airbyte import catalog as translate
-from tap_conversations.airbyte.cancellation import Cancellation
+from tap_conversations.airbyte.cancellation import Cancellation, ReadCancelled
 from tap_conversations.airbyte.cli import Source
 from tap_conversations.airbyte.logs import AirbyteLogHandler
 from tap_conversations.airbyte.protocol import (
     MessageOutput,
-    record_line,
     record_line_prefix,
+    record_lines,
     record_message,
     record_payload,
     to_builtins,
@@ -102,6 +102,28 @@ def restored_signal_handlers() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restored_signal_handlers")
+def test_a_signal_during_a_delivery_cancels_the_read_when_the_delivery_ends() -> None:
+    output = MessageOutput(io.BytesIO())
+    cancellation = Cancellation(output)
+    source = Source(output, AirbyteLogHandler(output), cancellation)
+    tap = source.tap(config={}, validate_config=False)
+    steps: list[str] = []
+
+    def deliver() -> None:
+        with tap.delivery():
+            steps.append("written")
+            cancellation._handle(signal.SIGTERM, None)  # held: nothing raised here
+            steps.append("bookmark moved")
+
+    with pytest.raises(ReadCancelled):
+        deliver()
+    assert steps == ["written", "bookmark moved"]
+    assert tap.stopping.is_set()  # waits end at once all the same
+    with pytest.raises(ReadCancelled):  # outside a delivery: at once
+        Cancellation(output)._handle(signal.SIGTERM, None)
+
+
+@pytest.mark.usefixtures("restored_signal_handlers")
 def test_our_signal_handler_stays_in_place_through_a_read(sandbox: Sandbox) -> None:
     """The SDK installs its own handler whenever a tap is built; ours must win for the sync."""
     buffer = io.BytesIO()
@@ -137,6 +159,12 @@ def test_a_record_payload_is_what_the_protocol_models_give() -> None:
     assert json.dumps(payload) == json.dumps(from_models)
     validate(payload)  # a valid AirbyteMessage (raises ProtocolViolation otherwise)
     data_json = msgspec.json.encode(data)
-    line = record_line(record_line_prefix("onq_conversations"), data_json, 1735689600123)
+    prefix = record_line_prefix("onq_conversations")
+    line = record_lines(prefix, [data_json], 1735689600123)
     assert line == msgspec.json.encode(payload) + b"\n"
     assert json.loads(line) == payload
+    other = {"id": "8", "when": None, "n": 1.5}
+    other_payload = record_payload("onq_conversations", other, 1735689600123)
+    lines = record_lines(prefix, [data_json, memoryview(msgspec.json.encode(other))], 1735689600123)
+    assert lines == line + msgspec.json.encode(other_payload) + b"\n"  # one line each, joined
+    assert record_lines(prefix, [], 1735689600123) == b""

@@ -9,12 +9,13 @@ import json
 import re
 import signal
 import subprocess
+import time
 import typing as t
 
 import pytest
 
 from sandbox import FaultSettings
-from tests.helpers import TAP_EXECUTABLE, parse_messages
+from tests.helpers import TAP_EXECUTABLE, parse_messages, sync
 from tests.hostile import wait_for
 
 if t.TYPE_CHECKING:
@@ -100,3 +101,43 @@ def test_sigterm_while_a_worker_waits_out_an_hour_long_retry_after(
     assert messages[-1]["type"] == "STATE"
     assert "Stopped by SIGTERM before the end" in tap.stderr
     assert "Traceback" not in tap.stderr
+
+
+def test_a_signal_while_records_are_written_leaves_a_state_covering_exactly_them(
+    sandbox_factory: t.Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    """onQ's records go out a window at a time, then the bookmark moves past the window. A
+    SIGTERM while the tap is blocked writing a window (the target reads nothing for a while)
+    waits for that write and that bookmark: no torn line, and the next run, from the last
+    STATE, sends exactly the records this one did not."""
+    sandbox = sandbox_factory(onq_conversations=6_000)
+    config = {"onq": sandbox.tap_config()["onq"]}
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    with subprocess.Popen(
+        [TAP_EXECUTABLE, "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as process:
+        assert process.stdout is not None
+        head = b""
+        while b'"type":"RECORD"' not in head:  # a first window is being written
+            chunk = process.stdout.read1(1 << 16)
+            assert chunk, "the tap ended before it wrote a record"
+            head += chunk
+        time.sleep(0.5)  # the pipe is full: the tap waits in the middle of writing a window
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        rest = process.stdout.read()
+        assert process.wait(timeout=60) == 143
+    first = parse_messages(head + rest)  # every line whole
+    assert first[-1]["type"] == "STATE"
+    sent_first = [m["record"]["id"] for m in first if m["type"] == "RECORD"]
+    assert 0 < len(sent_first) < 6_000
+
+    again = sync(config, state=first[-1]["value"])
+    sent_again = [r["id"] for r in again.records("onq_conversations")]
+    assert not set(sent_first) & set(sent_again)
+    assert sorted(sent_first + sent_again) == sorted(
+        str(c["id"]) for c in sandbox.data.onq_conversations
+    )

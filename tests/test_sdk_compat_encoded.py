@@ -61,8 +61,8 @@ def test_the_sdks_record_loop_still_takes_the_steps_the_replacement_takes() -> N
     assert "_sync_records" in calls_in(Stream.sync)
 
 
-def without_encoded_records(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ApiStream, "encoded_records", lambda self, context: None)
+def without_encoded_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ApiStream, "encoded_batches", lambda self, context: None)
 
 
 def comparable(messages: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
@@ -74,18 +74,18 @@ def test_records_written_as_read_are_the_messages_the_sdks_loop_writes(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[str] = []
-    original = StateFlushingWriter.write_encoded_record
+    original = StateFlushingWriter.write_encoded_records
 
-    def counting(self: StateFlushingWriter, stream: str, *args: t.Any) -> None:
-        written.append(stream)
-        original(self, stream, *args)
+    def counting(self: StateFlushingWriter, stream: str, records: t.Any, *args: t.Any) -> None:
+        written.extend([stream] * len(records))
+        original(self, stream, records, *args)
 
-    monkeypatch.setattr(StateFlushingWriter, "write_encoded_record", counting)
+    monkeypatch.setattr(StateFlushingWriter, "write_encoded_records", counting)
     config = {"onq": sandbox.tap_config()["onq"]}
     fast = sync(config)
     assert written == [ONQ] * 45  # every record took the encoded path
     with monkeypatch.context() as patch:
-        without_encoded_records(patch)
+        without_encoded_batches(patch)
         slow = sync(config)
     assert written == [ONQ] * 45  # ... and none did here
     assert comparable(fast.messages) == comparable(slow.messages)
@@ -110,7 +110,7 @@ def test_a_stream_map_or_a_deselected_field_takes_the_sdks_loop(
 ) -> None:
     written: list[str] = []
     monkeypatch.setattr(
-        StateFlushingWriter, "write_encoded_record", lambda self, *args: written.append("x")
+        StateFlushingWriter, "write_encoded_records", lambda self, *args: written.append("x")
     )
     config = {
         "onq": sandbox.tap_config()["onq"],
@@ -128,17 +128,21 @@ def test_an_encoded_record_is_byte_for_byte_the_record_message(
 ) -> None:
     record = {"id": "7", "name": "Zoë", "n": 1.5, "tags": ["a", None], "nested": {"ok": True}}
     now = datetime.datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=datetime.UTC)
+    other = {"id": "8", "name": None}
     writer = StateFlushingWriter()
     for version in (None, 1735787045):
-        writer.write_encoded_record(ONQ, json_encoder.encode(record), version, now)
-        message = RecordMessage(stream=ONQ, record=record, version=version, time_extracted=now)
-        writer.write_message(message)
+        encoded = [json_encoder.encode(record), memoryview(json_encoder.encode(other))]
+        writer.write_encoded_records(ONQ, encoded, version, now)
+        writer.write_encoded_records(ONQ, [], version, now)  # writes nothing
+        for row in (record, other):
+            message = RecordMessage(stream=ONQ, record=row, version=version, time_extracted=now)
+            writer.write_message(message)
     sys.stdout.flush()
     lines = capsysbinary.readouterr().out.splitlines()
-    assert len(lines) == 4
-    assert lines[0] == lines[1]
-    assert lines[2] == lines[3]
-    assert b'"version":1735787045' in lines[2]
+    assert len(lines) == 8
+    assert lines[0:2] == lines[2:4]
+    assert lines[4:6] == lines[6:8]
+    assert b'"version":1735787045' in lines[4]
 
 
 def test_the_airbyte_writer_writes_an_encoded_record_as_it_writes_the_record_message() -> None:
@@ -152,12 +156,16 @@ def test_the_airbyte_writer_writes_an_encoded_record_as_it_writes_the_record_mes
     assert isinstance(writer, EncodedRecordWriter)
     record = {"id": "7", "name": "Zoë", "n": 1.5, "tags": ["a", None], "nested": {"ok": True}}
     now = datetime.datetime(2025, 1, 2, 3, 4, 5, 6000, tzinfo=datetime.UTC)
-    writer.write_encoded_record(ONQ, json_encoder.encode(record), None, now)
+    other = {"id": "8", "name": None}
+    encoded = [json_encoder.encode(record), memoryview(json_encoder.encode(other))]
+    writer.write_encoded_records(ONQ, encoded, None, now)
+    writer.write_encoded_records(ONQ, [], None, now)  # writes nothing
     writer.write_message(RecordMessage(stream=ONQ, record=record, time_extracted=now))
+    writer.write_message(RecordMessage(stream=ONQ, record=other, time_extracted=now))
     output.flush()
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2
-    assert lines[0] == lines[1]
+    assert len(lines) == 4
+    assert lines[0:2] == lines[2:4]
     assert json.loads(lines[0])["record"] == {
         "stream": ONQ,
         "data": record,
@@ -177,7 +185,7 @@ def test_the_record_counter_counts_every_record_written_as_read(
         original(logger, point)
 
     monkeypatch.setattr(metrics, "log", keeping)
-    sandbox = sandbox_factory(onq_conversations=250)  # not a multiple of COUNT_EVERY
+    sandbox = sandbox_factory(onq_conversations=250)
     result = sync({"onq": sandbox.tap_config()["onq"]})
     assert len(result.records(ONQ)) == 250
     assert sum(logged) == 250

@@ -47,3 +47,38 @@ def test_the_handler_stops_waits_and_raises_with_the_shell_exit_code() -> None:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def deliver(tap: TapConversations, signals: list[int], steps: list[str]) -> None:
+    """A delivery (records written, then the bookmark moved) that `signals` come during."""
+    with tap.delivery():
+        steps.append("written")
+        for signum in signals:
+            tap._handle_termination(signum, None)  # held: nothing raised here
+        steps.append("bookmark moved")
+
+
+def test_a_signal_during_a_delivery_is_raised_when_the_delivery_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    steps: list[str] = []
+    try:
+        tap = TapConversations(config={}, validate_config=False)
+        with pytest.raises(Terminated) as raised:
+            deliver(tap, [signal.SIGTERM], steps)
+        assert steps == ["written", "bookmark moved"]
+        assert raised.value.exit_code == 143
+        assert tap.stopping.is_set()
+        assert not tap.delivery.active
+        assert not tap.delivery.holding
+
+        exits: list[int] = []  # a second signal while one is held ends the process at once
+        monkeypatch.setattr("os._exit", exits.append)
+        again = TapConversations(config={}, validate_config=False)
+        with pytest.raises(Terminated):
+            deliver(again, [signal.SIGINT, signal.SIGINT], steps)
+        assert exits == [130]
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -4,7 +4,9 @@ the sandbox's churn between list pages."""
 from __future__ import annotations
 
 import datetime
+import logging
 import os
+import random
 import tempfile
 import tracemalloc
 import typing as t
@@ -13,8 +15,8 @@ import pytest
 
 from sandbox import Churn, Sandbox, SandboxSettings
 from tap_conversations import snapshot as snapshot_module
-from tap_conversations.replication import Bookmark, in_the_future
-from tap_conversations.snapshot import ScanWatch, Snapshot
+from tap_conversations.replication import Bookmark, ListReplication, in_the_future
+from tap_conversations.snapshot import ScanWatch, Snapshot, rank, value_of
 from tap_conversations.spill import SpillFile
 
 if t.TYPE_CHECKING:
@@ -24,6 +26,15 @@ T1 = "2024-01-01T00:00:00.000000+00:00"
 T2 = "2024-01-02T00:00:00.000000+00:00"
 T3 = "2024-01-03T00:00:00.000000+00:00"
 CEILING = "2024-06-01T00:00:00.000000+00:00"
+
+
+def add(
+    snapshot: Snapshot, scan: int, versions: list[tuple[str, str | None, dict[str, t.Any] | None]]
+) -> None:
+    """`Snapshot.add` of records given as (key, replication value, row) each."""
+    keys = [key for key, _, _ in versions]
+    values = [value for _, value, _ in versions]
+    snapshot.add(scan, keys, values, [row for _, _, row in versions])
 
 
 def test_a_bookmark_skips_exactly_the_versions_it_has_sent() -> None:
@@ -98,11 +109,11 @@ def test_the_watch_sees_counts_move_positions_shift_and_keys_repeat() -> None:
 
 def test_the_snapshot_merges_scans_keeps_newest_versions_and_orders_by_value() -> None:
     snapshot = Snapshot()
-    snapshot.add(1, [("b", T2, {"k": "b"}), ("a", T3, {"k": "a"})])
-    snapshot.add(1, [("b", T2, {"k": "b"})])  # twice in one scan: still one record
+    add(snapshot, 1, [("b", T2, {"k": "b"}), ("a", T3, {"k": "a"})])
+    add(snapshot, 1, [("b", T2, {"k": "b"})])  # twice in one scan: still one record
     assert snapshot.distinct(1) == 2
-    snapshot.add(2, [("a", T1, {"k": "stale a"}), ("c", None, {"k": "c"})])
-    snapshot.add(2, [("d", T1, None)])  # read, not to be sent
+    add(snapshot, 2, [("a", T1, {"k": "stale a"}), ("c", None, {"k": "c"})])
+    add(snapshot, 2, [("d", T1, None)])  # read, not to be sent
     assert [row["k"] for row in snapshot.rows()] == ["c", "b", "a"]
     assert len(snapshot) == 3
     assert snapshot.distinct(2) == 3
@@ -126,8 +137,8 @@ def sent(snapshot: Snapshot) -> list[tuple[str, str]]:
 
 
 def test_a_version_read_later_wins_only_when_its_value_is_not_older(snapshot: Snapshot) -> None:
-    snapshot.add(1, [("a", T2, {"k": "a", "v": "first"}), ("b", T2, {"k": "b", "v": "first"})])
-    snapshot.add(2, [("a", T2, {"k": "a", "v": "again"}), ("b", T1, {"k": "b", "v": "older"})])
+    add(snapshot, 1, [("a", T2, {"k": "a", "v": "first"}), ("b", T2, {"k": "b", "v": "first"})])
+    add(snapshot, 2, [("a", T2, {"k": "a", "v": "again"}), ("b", T1, {"k": "b", "v": "older"})])
     assert sent(snapshot) == [("b", "first"), ("a", "again")]  # same value: the latest read
     assert len(snapshot) == 2
 
@@ -135,17 +146,19 @@ def test_a_version_read_later_wins_only_when_its_value_is_not_older(snapshot: Sn
 def test_no_value_is_older_than_any_and_the_latest_of_two_without_one_wins(
     snapshot: Snapshot,
 ) -> None:
-    snapshot.add(1, [("a", None, {"k": "a", "v": "none"}), ("b", T1, {"k": "b", "v": "T1"})])
-    snapshot.add(1, [("c", None, {"k": "c", "v": "none"})])
-    snapshot.add(2, [("a", T1, {"k": "a", "v": "T1"}), ("b", None, {"k": "b", "v": "none"})])
-    snapshot.add(2, [("c", None, {"k": "c", "v": "none again"})])
+    add(snapshot, 1, [("a", None, {"k": "a", "v": "none"}), ("b", T1, {"k": "b", "v": "T1"})])
+    add(snapshot, 1, [("c", None, {"k": "c", "v": "none"})])
+    add(snapshot, 2, [("a", T1, {"k": "a", "v": "T1"}), ("b", None, {"k": "b", "v": "none"})])
+    add(snapshot, 2, [("c", None, {"k": "c", "v": "none again"})])
     assert sent(snapshot) == [("c", "none again"), ("b", "T1"), ("a", "T1")]
 
 
 def test_a_winner_without_a_body_is_known_but_not_sent(snapshot: Snapshot) -> None:
-    snapshot.add(1, [("a", T1, {"k": "a", "v": "T1"}), ("b", T3, None), ("c", T1, None)])
-    snapshot.add(
-        2, [("a", T2, None), ("b", T2, {"k": "b", "v": "T2"}), ("c", T3, {"k": "c", "v": "T3"})]
+    add(snapshot, 1, [("a", T1, {"k": "a", "v": "T1"}), ("b", T3, None), ("c", T1, None)])
+    add(
+        snapshot,
+        2,
+        [("a", T2, None), ("b", T2, {"k": "b", "v": "T2"}), ("c", T3, {"k": "c", "v": "T3"})],
     )
     assert sent(snapshot) == [("c", "T3")]  # a: newer version without body; b: older one lost
     assert len(snapshot) == 1
@@ -153,17 +166,17 @@ def test_a_winner_without_a_body_is_known_but_not_sent(snapshot: Snapshot) -> No
 
 
 def test_distinct_counts_the_keys_each_scan_read_last(snapshot: Snapshot) -> None:
-    snapshot.add(1, [("a", T1, {"k": "a"}), ("b", T1, {"k": "b"}), ("a", T1, {"k": "a"})])
-    snapshot.add(1, [("c", T1, None), ("b", T2, {"k": "b"})])
+    add(snapshot, 1, [("a", T1, {"k": "a"}), ("b", T1, {"k": "b"}), ("a", T1, {"k": "a"})])
+    add(snapshot, 1, [("c", T1, None), ("b", T2, {"k": "b"})])
     assert snapshot.distinct(1) == 3  # a and b came twice: still three keys
-    snapshot.add(2, [("b", T1, {"k": "b"}), ("d", T1, {"k": "d"})])
+    add(snapshot, 2, [("b", T1, {"k": "b"}), ("d", T1, {"k": "d"})])
     assert (snapshot.distinct(1), snapshot.distinct(2), snapshot.distinct(3)) == (2, 2, 0)
     assert len(snapshot) == 3  # a, b, d; c has no body
 
 
 def test_new_version_asks_whether_the_kept_version_has_this_value(snapshot: Snapshot) -> None:
     assert snapshot.new_version("a", T1)  # nothing read yet
-    snapshot.add(1, [("a", T2, {"k": "a"}), ("b", None, {"k": "b"}), ("c", T1, None)])
+    add(snapshot, 1, [("a", T2, {"k": "a"}), ("b", None, {"k": "b"}), ("c", T1, None)])
     assert not snapshot.new_version("a", T2)
     assert snapshot.new_version("a", T3)
     assert snapshot.new_version("a", T1)  # an older value than the one kept
@@ -174,23 +187,23 @@ def test_new_version_asks_whether_the_kept_version_has_this_value(snapshot: Snap
 
 def test_a_snapshot_with_nothing_to_send_sends_nothing(snapshot: Snapshot) -> None:
     assert list(snapshot.rows()) == []
-    snapshot.add(1, [])
-    snapshot.add(1, [("a", T1, None), ("b", None, None)])
+    add(snapshot, 1, [])
+    add(snapshot, 1, [("a", T1, None), ("b", None, None)])
     assert (list(snapshot.rows()), len(snapshot), snapshot.distinct(1)) == ([], 0, 2)
 
 
 def test_a_replication_value_that_is_no_timestamp_is_named(snapshot: Snapshot) -> None:
     with pytest.raises(ValueError, match=r"not an ISO-8601 timestamp: '2024-01-01T00:00:00'"):
-        snapshot.add(1, [("a", T1, {}), ("b", "2024-01-01T00:00:00", {})])  # no offset
+        add(snapshot, 1, [("a", T1, {}), ("b", "2024-01-01T00:00:00", {})])  # no offset
     with pytest.raises(ValueError, match=r"not an ISO-8601 timestamp: 'soon'"):
-        snapshot.add(1, [("a", None, {}), ("b", "soon", {})])
-    snapshot.add(1, [("c", T1, {"k": "c", "v": ""})])  # nothing of the refused batches was kept
+        add(snapshot, 1, [("a", None, {}), ("b", "soon", {})])
+    add(snapshot, 1, [("c", T1, {"k": "c", "v": ""})])  # nothing of the refused batches was kept
     assert (sent(snapshot), snapshot.distinct(1)) == ([("c", "")], 1)
 
 
 def test_equal_values_go_out_in_read_order(snapshot: Snapshot) -> None:
-    snapshot.add(1, [("z", T1, {"k": "z", "v": ""}), ("b", T1, {"k": "b", "v": ""})])
-    snapshot.add(1, [("m", T1, {"k": "m", "v": ""}), ("a", None, {"k": "a", "v": ""})])
+    add(snapshot, 1, [("z", T1, {"k": "z", "v": ""}), ("b", T1, {"k": "b", "v": ""})])
+    add(snapshot, 1, [("m", T1, {"k": "m", "v": ""}), ("a", None, {"k": "a", "v": ""})])
     assert [key for key, _ in sent(snapshot)] == ["a", "z", "b", "m"]
 
 
@@ -201,7 +214,7 @@ def test_bodies_come_back_as_they_went_in(snapshot: Snapshot) -> None:
         "nested": {"list": [{"deep": None}], "empty": {}, "flags": [True, False]},
         "none": None,
     }
-    snapshot.add(1, [("k", T1, row), ("empty", T2, {})])
+    add(snapshot, 1, [("k", T1, row), ("empty", T2, {})])
     assert list(snapshot.rows()) == [row, {}]
 
 
@@ -210,8 +223,8 @@ def test_keys_are_told_apart_exactly_when_their_hashes_collide(
 ) -> None:
     monkeypatch.setattr(snapshot_module, "hash", lambda key: 42, raising=False)
     keys = ["580:a", "580:b", "ü", "u", "", "580:a "]
-    snapshot.add(1, [(key, T1, {"k": key, "v": "1"}) for key in keys])
-    snapshot.add(2, [(key, T2, {"k": key, "v": "2"}) for key in reversed(keys[:3])])
+    add(snapshot, 1, [(key, T1, {"k": key, "v": "1"}) for key in keys])
+    add(snapshot, 2, [(key, T2, {"k": key, "v": "2"}) for key in reversed(keys[:3])])
     assert snapshot.distinct(1) == 3
     assert snapshot.distinct(2) == 3
     assert not snapshot.new_version("ü", T2)
@@ -243,7 +256,7 @@ def test_many_runs_merge_in_order(
     for scan in (1, 2):
         for start in range(0, len(read_order), 25):
             part = read_order[start : start + 25]
-            snapshot.add(scan, [(v, v, {"k": v, "v": f"scan {scan}"}) for v in part])
+            add(snapshot, scan, [(v, v, {"k": v, "v": f"scan {scan}"}) for v in part])
     assert sent(snapshot) == [(value, "scan 2") for value in VALUES]  # read twice: the latest
     assert snapshot.distinct(2) == len(VALUES)
 
@@ -256,8 +269,10 @@ def test_many_runs_of_versions_without_value_go_out_in_read_order(
     keys = [f"{(index * 7919) % 1000:03d}" for index in range(1000)]
     for start in range(0, 1000, 30):
         batch = keys[start : start + 30]
-        snapshot.add(
-            1, [(key, None, None if int(key) % 3 else {"k": key, "v": ""}) for key in batch]
+        add(
+            snapshot,
+            1,
+            [(key, None, None if int(key) % 3 else {"k": key, "v": ""}) for key in batch],
         )
     assert [key for key, _ in sent(snapshot)] == [key for key in keys if int(key) % 3 == 0]
 
@@ -268,7 +283,7 @@ def test_the_files_have_no_name_and_are_closed_with_the_snapshot(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     open_files = len(os.listdir("/proc/self/fd"))
     snapshot = Snapshot()
-    snapshot.add(1, [(str(i), T1, {"k": str(i)}) for i in range(100)])
+    add(snapshot, 1, [(str(i), T1, {"k": str(i)}) for i in range(100)])
     assert len(list(snapshot.rows())) == 100
     assert list(tmp_path.iterdir()) == []  # nothing to clean up, even after a crash
     assert len(os.listdir("/proc/self/fd")) > open_files
@@ -283,7 +298,7 @@ def test_bodies_stay_out_of_memory(snapshot: Snapshot) -> None:
     try:
         for start in range(0, 20_000, 500):
             part = range(start, start + 500)
-            snapshot.add(1, [(f"580:{i:032x}", T1, {"id": i, "filler": filler}) for i in part])
+            add(snapshot, 1, [(f"580:{i:032x}", T1, {"id": i, "filler": filler}) for i in part])
         count = sum(1 for _ in snapshot.rows())
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -313,3 +328,156 @@ def test_sandbox_churn_changes_the_list_between_pages(kind: str) -> None:
             assert log.moved == before[:2]
         sandbox.data.list_page_served("perform_engage")
         assert [c["api_id"] for c in sandbox.data.pe_conversations] == after  # once only
+
+
+# --- a key looked up, or not: the same merge -------------------------------------------------
+
+STAMPS = [None, T1, T2, T3]
+
+
+def random_scans(rng: random.Random) -> list[tuple[int, list[tuple[str, str | None, t.Any]]]]:
+    """Batches of versions over three scans: keys that come back, values that go up and down,
+    versions without a body."""
+    batches = []
+    serial = 0
+    for scan in (1, 2, 3):
+        for _ in range(rng.randrange(1, 4)):
+            versions = []
+            for _ in range(rng.randrange(0, 12)):
+                serial += 1
+                key, value = f"k{rng.randrange(15)}", rng.choice(STAMPS)
+                row = None if rng.random() < 0.2 else {"k": key, "v": value, "serial": serial}
+                versions.append((key, value, row))
+            batches.append((scan, versions))
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("hashing", ["real", "colliding"])
+def test_the_merge_is_the_same_whether_or_not_a_key_was_looked_up(
+    seed: int, hashing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a lookup the snapshot merges by sorting (`_merge`); the first `new_version`
+    builds the key index, which merges each version as it comes (`_index`)."""
+    if hashing == "colliding":
+        monkeypatch.setattr(snapshot_module, "hash", lambda key: len(key) % 2, raising=False)
+    rng = random.Random(seed)
+    batches = random_scans(rng)
+    sorted_only, indexed_first, indexed_later = Snapshot(), Snapshot(), Snapshot()
+    indexed_first.new_version("nothing yet", T1)
+    try:
+        for number, (scan, versions) in enumerate(batches):
+            for snapshot in (sorted_only, indexed_first, indexed_later):
+                add(snapshot, scan, versions)
+            if number == len(batches) // 2:
+                indexed_later.new_version("k1", T1)
+            assert sorted_only.distinct(scan) == indexed_first.distinct(scan)
+            assert sorted_only.distinct(scan) == indexed_later.distinct(scan)
+        sent = [list(s.rows()) for s in (sorted_only, indexed_first, indexed_later)]
+        assert sent[0] == sent[1] == sent[2]
+        assert len(sorted_only) == len(indexed_first) == len(indexed_later) == len(sent[0])
+        for scan in (1, 2, 3):
+            assert sorted_only.distinct(scan) == indexed_first.distinct(scan)
+        # each key goes out once, as its newest version, the latest read of equal ones
+        newest: dict[str, tuple[int, int, t.Any]] = {}
+        order = {value: place for place, value in enumerate(STAMPS)}
+        for read, (_, versions) in enumerate(batches):
+            for place, (key, value, row) in enumerate(versions):
+                candidate = (order[value], read * 100 + place, row)
+                if key not in newest or candidate[:2] >= newest[key][:2]:
+                    newest[key] = candidate
+        expected = sorted((v for v in newest.values() if v[2] is not None), key=lambda v: v[:2])
+        assert sent[0] == [row for _, _, row in expected]
+    finally:
+        for snapshot in (sorted_only, indexed_first, indexed_later):
+            snapshot.close()
+
+
+def test_a_value_comes_back_from_its_rank_as_the_same_text() -> None:
+    values = [
+        "0001-01-01T00:00:00.000000+00:00",
+        "0999-12-31T23:59:59.999999+00:00",
+        "2024-02-29T12:00:00.000001+00:00",
+        "9999-12-31T23:59:59.999999+00:00",
+        T1,
+    ]
+    assert [value_of(rank(value)) for value in values] == values
+    assert value_of(-1) is None
+    assert rank(T1) < rank(T2) < rank(T3)
+
+
+# --- the bookmark moved past a whole window at once ------------------------------------------
+
+
+class ListStream:
+    """What a `ListReplication` needs of its stream, and nothing to read (records are added
+    to its snapshot directly)."""
+
+    provider_label = "Test"
+    name = "things"
+    primary_keys = ("k",)
+    replication_key = "v"
+    scan_watch = None
+    logger = logging.getLogger("tests.things")
+
+    def __init__(self, state: dict[str, t.Any]) -> None:
+        self.config: dict[str, t.Any] = {}
+        self.state = state
+
+    def get_context_state(self, context: t.Any) -> dict[str, t.Any]:
+        return self.state
+
+
+MINUTES = [None, *(f"2024-01-01T00:{minute:02d}:00.000000+00:00" for minute in range(8))]
+
+
+def replication_with(
+    rng: random.Random, versions: list[tuple[str, str | None, t.Any]]
+) -> tuple[ListReplication, dict[str, t.Any]]:
+    """A replication of `versions`: the same bookmark, sent versions, retry keys, proof and
+    ceiling for the same `rng` state."""
+    value = rng.choice(MINUTES)
+    sent = {f"k{rng.randrange(20)}": rng.choice(MINUTES[1:]) for _ in range(rng.randrange(4))}
+    state: dict[str, t.Any] = {"replication_key_value": value, "sent_since_bookmark": sent}
+    if not value:
+        state = {}
+    if rng.random() < 0.2:  # keys whose detail failed last time: sent again, whatever their value
+        state["retry_keys"] = [f"k{rng.randrange(20)}" for _ in range(3)]
+    run = ListReplication(ListStream(state), None)  # type: ignore[arg-type]
+    run.proven = rng.random() < 0.8  # else: a scan that never held still
+    run.ceiling = t.cast("str", rng.choice(MINUTES[1:]))
+    run._ceiling_rank = rank(run.ceiling)
+    add(run.snapshot, 1, versions)
+    return run, state
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_a_window_moves_the_bookmark_as_its_records_one_by_one_do(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SpillFile, "RUN_BYTES", 300)
+    monkeypatch.setattr(SpillFile, "READ_WINDOW", 5)
+    rng = random.Random(seed)
+    versions = []
+    for serial in range(rng.randrange(0, 60)):
+        key, value = f"k{rng.randrange(20)}", rng.choice(MINUTES)
+        versions.append((key, value, {"k": key, "v": value, "serial": serial}))
+    state_rng = random.Random(seed * 7 + 1)
+    by_window, window_state = replication_with(state_rng, versions)
+    state_rng = random.Random(seed * 7 + 1)
+    by_record, record_state = replication_with(state_rng, versions)
+    try:
+        windows = list(by_window.windows())
+        for versions_sent, _ in windows:
+            by_window.delivered_versions(versions_sent)
+        for row in by_record.rows():
+            by_record.delivered_key(row["k"], row["v"])
+        assert len(windows) > 1 or len(versions) < 10
+        assert by_window.bookmark == by_record.bookmark
+        assert window_state == record_state
+        by_window.finish()
+        by_record.finish()
+        assert window_state == record_state
+    finally:
+        by_window.close()
+        by_record.close()

@@ -3,9 +3,11 @@
 Airbyte cancels a sync with SIGTERM. The SDK's own handler writes a STATE and exits from
 inside the signal handler, which here could re-enter the output while the interrupted code is
 half-way through a line (a deadlock, or a torn line). This handler instead raises
-`ReadCancelled` at once, or, when the main thread is in the middle of writing a line, as soon
-as the next message is written. The tap then sends the state of what was delivered (its
-`sync_all` does on any exception), and the CLI ends with a transient TRACE error and exit 1.
+`ReadCancelled` at once; when the main thread is in the middle of writing a line, as soon as
+the next message is written; during a delivery (records written, the bookmark not yet moved
+past them: `delivery.DeliveryGuard`), as soon as it ends. The tap then sends the state of what
+was delivered (its `sync_all` does on any exception), and the CLI ends with a transient TRACE
+error and exit 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if t.TYPE_CHECKING:
     from types import FrameType
 
     from tap_conversations.airbyte.protocol import MessageOutput
+    from tap_conversations.delivery import DeliveryGuard
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -39,15 +42,21 @@ class Cancellation:
         self.pending: signal.Signals | None = None
         self.raised = False
         self.stop_events: list[threading.Event] = []
+        self.deliveries: list[DeliveryGuard] = []
 
-    def install(self, stopping: threading.Event | None = None) -> None:
+    def install(
+        self, stopping: threading.Event | None = None, delivery: DeliveryGuard | None = None
+    ) -> None:
         """Handle SIGTERM and SIGINT here.
 
         On a signal, `stopping` (a tap's own event) is set too: it ends the waits of the tap's
-        providers, e.g. a Retry-After pause on a worker thread.
+        providers, e.g. a Retry-After pause on a worker thread. A signal during a `delivery` of
+        that tap is raised when it ends.
         """
         if stopping is not None:
             self.stop_events.append(stopping)
+        if delivery is not None:
+            self.deliveries.append(delivery)
         for signum in SIGNALS:
             signal.signal(signum, self._handle)
 
@@ -71,7 +80,9 @@ class Cancellation:
         self.pending = signal.Signals(signum)
         for stopping in self.stop_events:
             stopping.set()
-        if not self.output.writing_here():
+        if delivering := [guard for guard in self.deliveries if guard.active]:
+            delivering[0].hold(self.raise_pending)
+        elif not self.output.writing_here():
             self.raise_pending()
 
     def raise_pending(self) -> None:

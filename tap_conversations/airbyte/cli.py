@@ -115,7 +115,7 @@ class Source:
     ) -> TapConversations:
         """A tap, with our signal handlers back in place (its constructor sets its own)."""
         tap = tap_class(**kwargs)
-        self.cancellation.install(tap.stopping)
+        self.cancellation.install(tap.stopping, tap.delivery)
         return tap
 
     def spec(self) -> None:

@@ -20,6 +20,8 @@ import typing as t
 import msgspec
 from airbyte_protocol_dataclasses import models  # type: ignore[import-untyped]
 
+from tap_conversations.delivery import write_all
+
 __all__ = ["StreamStateBlob", "models"]
 
 #: Python names of model fields whose protocol name differs (a Python keyword).
@@ -95,10 +97,15 @@ def record_line_prefix(stream: str) -> bytes:
     return b'{"type":"RECORD","record":{"stream":%s,"data":' % _encoder.encode(stream)
 
 
-def record_line(prefix: bytes, data_json: bytes, emitted_at: int) -> bytes:
-    """The line of `record_payload` around a record's JSON as it is, byte for byte what
-    encoding the payload of the decoded record gives (after `record_line_prefix`)."""
-    return b"".join((prefix, data_json, b',"emitted_at":%d}}\n' % emitted_at))
+def record_lines(
+    prefix: bytes, records_json: t.Sequence[bytes | memoryview], emitted_at: int
+) -> bytes:
+    """The lines of `record_payload` around records' JSON as it is, byte for byte what
+    encoding the payload of each decoded record gives (`prefix`: `record_line_prefix`)."""
+    if not records_json:
+        return b""
+    suffix = b',"emitted_at":%d}}\n' % emitted_at
+    return b"".join((prefix, (suffix + prefix).join(records_json), suffix))
 
 
 def serialize(message: t.Any) -> bytes:
@@ -128,11 +135,11 @@ class MessageOutput:
         self.write_builtins(_builtins_of_message(message), flush=flush)
 
     def write_line(self, line: bytes, *, flush: bool = True) -> None:
-        """One whole line, already encoded (`record_line`)."""
+        """Whole lines, already encoded (`record_lines`)."""
         with self._lock:
             self._writer = threading.get_ident()
             try:
-                self._stream.write(line)
+                write_all(self._stream, line)
                 if flush:
                     self._stream.flush()
             finally:

@@ -25,8 +25,8 @@ from tap_conversations.airbyte.catalog import family_roots, stream_parents, stre
 from tap_conversations.airbyte.protocol import (
     MessageOutput,
     models,
-    record_line,
     record_line_prefix,
+    record_lines,
     record_message,
     record_payload,
     serialize,
@@ -169,37 +169,37 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
         for airbyte_message in self.translate(message):
             self.output.write(airbyte_message)
 
-    def write_encoded_record(
+    def write_encoded_records(
         self,
         stream: str,
-        record_json: bytes,
+        records_json: t.Sequence[bytes | memoryview],
         version: int | None,
         time_extracted: datetime.datetime,
     ) -> None:
-        """A RECORD around a record's JSON as it is (`sdk_compat.EncodedRecordWriter`): the
-        line `write_message` writes for a `RecordMessage` of the decoded record."""
+        """A RECORD around each of `records_json` as it is (`sdk_compat.EncodedRecordWriter`):
+        the lines `write_message` writes for `RecordMessage`s of the decoded records."""
         if self.cancellation.pending is not None:
             self.cancellation.raise_pending()
-        self._count_record(stream)
+        self._count_records(stream, len(records_json))
         prefix = self._line_prefixes.get(stream)
         if prefix is None:
             prefix = self._line_prefixes[stream] = record_line_prefix(stream)
-        line = record_line(prefix, record_json, _emitted_at(time_extracted))
-        self.output.write_line(line, flush=False)
+        lines = record_lines(prefix, records_json, _emitted_at(time_extracted))
+        self.output.write_line(lines, flush=False)
 
     def _write_record(
         self, stream: str, data: dict[str, t.Any], time_extracted: datetime.datetime | None
     ) -> None:
         """One record: its stream is running, counted towards its next STATE, and written."""
-        self._count_record(stream)
+        self._count_records(stream, 1)
         payload = record_payload(stream, data, _emitted_at(time_extracted))
         self.output.write_builtins(payload, flush=False)
 
-    def _count_record(self, stream: str) -> None:
-        """A record of `stream`: the stream is running; it counts towards its next STATE."""
+    def _count_records(self, stream: str, count: int) -> None:
+        """Records of `stream`: the stream is running; they count towards its next STATE."""
         if stream not in self.statuses.running:
             self.statuses.record_seen(stream)
-        self._records_since_state[stream] = self._records_since_state.get(stream, 0) + 1
+        self._records_since_state[stream] = self._records_since_state.get(stream, 0) + count
 
     @override
     def serialize_message(self, message: t.Any) -> bytes:

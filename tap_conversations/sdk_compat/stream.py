@@ -26,11 +26,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 
-#: Records written as read between two updates of the SDK's record counter (its METRIC line
-#: comes at most once a minute, and its total at the end is exact).
-COUNT_EVERY = 100
-
-
 @dataclass(frozen=True)
 class RecordPlan:
     """What writing a record of a stream involves, the same for every record of a run."""
@@ -47,13 +42,13 @@ class RecordPlan:
 
 @t.runtime_checkable
 class EncodedRecordWriter(t.Protocol):
-    """A message writer that writes a RECORD message around a record's JSON as it is
-    (`output.StateFlushingWriter`)."""
+    """A message writer that writes RECORD messages around records' JSON as it is, a batch
+    with one call (`output.StateFlushingWriter`, `airbyte.writer.AirbyteMessageWriter`)."""
 
-    def write_encoded_record(
+    def write_encoded_records(
         self,
         stream: str,
-        record_json: bytes,
+        records_json: t.Sequence[bytes | memoryview],
         version: int | None,
         time_extracted: datetime.datetime,
     ) -> None: ...
@@ -128,12 +123,15 @@ class CompatStream(RESTStream[t.Any]):
             if key not in record:
                 record[key] = value
 
-    def encoded_records(self, context: Context | None) -> t.Iterator[bytes] | None:
-        """This sync's records as the JSON of each, to be written as they are; `None` (the
-        default): the stream's records go through `get_records` and the SDK's record loop.
+    def encoded_batches(
+        self, context: Context | None
+    ) -> t.Iterator[t.Sequence[bytes | memoryview]] | None:
+        """This sync's records as the JSON of each, in batches, to be written as they are;
+        `None` (the default): the stream's records go through `get_records` and the SDK's
+        record loop.
 
         Only asked when nothing between a record and its RECORD message would look at it (see
-        `_sync_records`). Like `get_records`, the iterator runs on as each record is written.
+        `_sync_records`). Like `get_records`, the iterator runs on as each batch is written.
         """
         return None
 
@@ -150,7 +148,8 @@ class CompatStream(RESTStream[t.Any]):
         # are written as the snapshot holds them, and this loop does what the SDK's does
         # for such a stream (0.54.9: record limit, RECORD, is_flushed, STATE every
         # STATE_MSG_FREQUENCY records, record count and timer metrics, starting value,
-        # finalized state, last STATE). No public hook sits there; `Stream.sync` calls this.
+        # finalized state, last STATE), a batch at a time. No public hook sits there;
+        # `Stream.sync` calls this.
         # Guarded by tests/test_sdk_compat_encoded.py. It yields no records: `sync` only
         # drains it (`write_messages=False`, for batches, always takes the SDK's loop).
         writer = self._tap.message_writer
@@ -165,8 +164,8 @@ class CompatStream(RESTStream[t.Any]):
             and type(self).post_process is Stream.post_process
         )
         encoded_writer = writer if as_read and isinstance(writer, EncodedRecordWriter) else None
-        records = self.encoded_records(context) if encoded_writer is not None else None
-        if encoded_writer is None or records is None:
+        batches = self.encoded_batches(context) if encoded_writer is not None else None
+        if encoded_writer is None or batches is None:
             yield from super()._sync_records(context, write_messages=write_messages)
             return
         alias = t.cast("str", plan.plain_alias)
@@ -177,19 +176,21 @@ class CompatStream(RESTStream[t.Any]):
             self._write_starting_replication_value(None)
             state_manager, now, utc = self.state_manager, datetime.datetime.now, datetime.UTC
             version, written = self._stream_version, 0
-            limited = self.ABORT_AT_RECORD_COUNT is not None  # `--test`: the SDK's check
-            write, state_every = encoded_writer.write_encoded_record, self.STATE_MSG_FREQUENCY
-            for index, record_json in enumerate(records):
-                if limited:
-                    self._check_max_record_limit(current_record_index=index)
-                write(alias, record_json, version, now(utc))
+            limit = self.ABORT_AT_RECORD_COUNT  # `--test`: the SDK's check, below
+            write, state_every = encoded_writer.write_encoded_records, self.STATE_MSG_FREQUENCY
+            for batch in batches:
+                allowed = batch
+                if limit is not None:  # `--test`: the SDK stops at the first record past it
+                    self._check_max_record_limit(current_record_index=written)
+                    allowed = batch[: limit - written]
+                write(alias, allowed, version, now(utc))
                 state_manager.is_flushed = False
-                written = index + 1
-                if written % COUNT_EVERY == 0:  # the count METRIC lags by fewer records
-                    record_counter.increment(COUNT_EVERY)
-                if written % state_every == 0:
+                written += len(allowed)
+                record_counter.increment(len(allowed))
+                if written % state_every < len(allowed):  # a multiple of it was passed
                     self._write_state_message()
-            record_counter.increment(written % COUNT_EVERY)
+                if len(allowed) < len(batch):
+                    self._check_max_record_limit(current_record_index=written)
             if self._get_state_partition_context(None) is None:
                 self._finalize_state(self.get_context_state(None))
         self._finalize_state(self.stream_state)

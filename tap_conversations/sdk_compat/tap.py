@@ -16,6 +16,7 @@ from singer_sdk.helpers._state import StateWriter
 from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
+from tap_conversations.delivery import DeliveryGuard
 from tap_conversations.errors import Terminated
 
 if t.TYPE_CHECKING:
@@ -77,6 +78,8 @@ class CompatTap(Tap):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         #: Set by SIGTERM/SIGINT; every provider's request gate ends its waits on it.
         self.stopping = threading.Event()
+        #: Records being written and the bookmark moved past them: a signal waits for it.
+        self.delivery = DeliveryGuard()
         super().__init__(*args, **kwargs)
         self._changed_state_writer = ChangedStateWriter(self.message_writer)
 
@@ -93,10 +96,14 @@ class CompatTap(Tap):
         # Retry-After keep the process alive. No public hook exists. Here the handler wakes
         # every wait (`stopping`) and raises `Terminated` in the main thread; `sync_all` then
         # writes the state reached (`after_failed_sync`) and `invoke` exits 128 + signum.
-        # A second signal while stopping exits at once.
+        # A second signal while stopping exits at once. A signal during a delivery (records
+        # written, the bookmark not yet past them: `delivery`) waits for its end.
         exit_code = 128 + signum
-        if self.stopping.is_set():
+        if self.stopping.is_set() or self.delivery.holding:
             os._exit(exit_code)
+        if self.delivery.active:
+            self.delivery.hold(lambda: self._handle_termination(signum, frame))
+            return
         self.stopping.set()
         raise Terminated(signal.Signals(signum).name, exit_code)
 
