@@ -112,7 +112,7 @@ class Snapshot:
     versions sorted by hash, keys that share one compared. Only `new_version`, asked for the
     few records updated while they were read, needs to look one key up: the first call builds
     `_table` (open addressing, at most half full, each key to its winning version), which then
-    follows every version added. Adding a version is so a few operations on whole batches.
+    follows every version added. So adding versions takes a few operations on a whole batch.
     """
 
     def __init__(self) -> None:
@@ -234,14 +234,18 @@ class Snapshot:
     def _merge(self) -> None:
         """Work out which version of each key wins, if versions came since the last time.
 
-        With `_table`, `_index` did as they came. Without, the versions are sorted by hash (in
-        C: their hashes are distinct unless a key came twice, or two keys share 32 bits); only
-        equal hashes are looked at one by one.
+        With `_table`, `_index` did as they came. Without, a set of the hashes (in C, about 60
+        bytes a version for a moment) shows whether any key came twice (or two keys share 32
+        bits); if so, the versions are sorted by hash and only equal hashes are looked at one
+        by one.
         """
         total = len(self._hashes)
         if self._merged == total:
             return
         scans, sendable = array.array("B", self._read_in), total - self._sizes.count(0)
+        if len(set(self._hashes)) == total:  # no key came twice (the usual scan): all win
+            self._scans, self._sendable, self._merged = scans, sendable, total
+            return
         packed = sorted(map(or_, map(lshift, self._hashes, repeat(32)), range(total)))
         hashes = list(map(rshift, packed, repeat(32)))
         same = list(compress(range(1, total), map(eq, islice(hashes, 1, None), hashes)))
