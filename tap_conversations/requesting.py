@@ -76,6 +76,7 @@ class ProviderStream(CompatStream):
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
         self.conversations_tap = t.cast("ConversationsTap", tap)
+        self._retry_policy: RetryPolicy | None = None
 
     @property
     def page_decoder(self) -> msgspec.json.Decoder[t.Any] | None:
@@ -129,8 +130,14 @@ class ProviderStream(CompatStream):
     @override
     def request_decorator(self, func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
         """Every attempt passes the provider's request gate and `retrying.RetryPolicy`,
-        plus one token renewal when the server rejects a token we believed valid."""
-        policy = self.retry_policy()
+        plus one token renewal when the server rejects a token we believed valid.
+
+        The SDK asks for this at every `request_records`, i.e. once per detail: the policy is
+        built once per transport (a run's) and kept.
+        """
+        policy = self._retry_policy
+        if policy is None or policy.gate is not self.transport.gate:
+            policy = self._retry_policy = self.retry_policy()
         progress = self.conversations_tap.progress
 
         def attempt(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
