@@ -53,8 +53,11 @@ class DeliveryGuard:
                 act()
 
 
-def write_all(out: t.BinaryIO, data: bytes) -> None:
+def write_all(out: t.BinaryIO, data: bytes | bytearray) -> None:
     """`out.write(data)`, all of it, however often a signal interrupts it."""
     view = memoryview(data)
     while view:
-        view = view[out.write(view) :]
+        written = out.write(view)
+        if written is None:  # a non-blocking raw stream that would block: never spin on it
+            raise BlockingIOError(0, "the output would block", len(data) - len(view))
+        view = view[written:]

@@ -39,9 +39,9 @@ class StateFlushingWriter(MsgSpecWriter):
     @override
     def write_message(self, message: Message) -> None:
         if type(message) is RecordMessage:  # the hot path, one call per record
-            sys.stdout.buffer.write(serialize_jsonl(message.to_dict()))
+            write_all(sys.stdout.buffer, serialize_jsonl(message.to_dict()))
             return
-        sys.stdout.buffer.write(self.format_message(message))
+        write_all(sys.stdout.buffer, self.format_message(message))
         sys.stdout.flush()
 
     def write_encoded_records(

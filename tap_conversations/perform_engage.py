@@ -67,8 +67,9 @@ class PerformEngageStream(ApiStream):
         basic = base64.b64encode(f"{config['username']}:{config['api_key']}".encode()).decode()
         register_secret(basic)
         # requests' own: the SDK's `BasicAuthenticator` also rebuilds the URL's query on each
-        # request, which the SDK authenticates twice (2% of a detail's instructions).
-        return HTTPBasicAuth(config["username"], config["api_key"])
+        # request, which the SDK authenticates twice (2% of a detail's instructions). Given as
+        # bytes, so that both are UTF-8, as the registered secret is (text: latin-1).
+        return HTTPBasicAuth(config["username"].encode(), config["api_key"].encode())
 
 
 class PerformEngageListStream(PerformEngageStream):

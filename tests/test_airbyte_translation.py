@@ -9,6 +9,7 @@ import typing as t
 
 import msgspec
 import pytest
+from singer_sdk.singerlib import StateMessage
 
 from tap_conversations.airbyte import catalog as translate
 from tap_conversations.airbyte.cancellation import Cancellation, ReadCancelled
@@ -22,6 +23,7 @@ from tap_conversations.airbyte.protocol import (
     record_payload,
     to_builtins,
 )
+from tap_conversations.airbyte.writer import AirbyteMessageWriter
 from tests.airbyte_messages import validate
 
 if t.TYPE_CHECKING:
@@ -121,6 +123,29 @@ def test_a_signal_during_a_delivery_cancels_the_read_when_the_delivery_ends() ->
     assert tap.stopping.is_set()  # waits end at once all the same
     with pytest.raises(ReadCancelled):  # outside a delivery: at once
         Cancellation(output)._handle(signal.SIGTERM, None)
+
+
+@pytest.mark.usefixtures("restored_signal_handlers")
+def test_a_state_written_during_a_delivery_does_not_cancel_it_half_way() -> None:
+    """A STATE the delivery writes (every 10,000 records, as the SDK's loop does) comes after
+    the signal: the read is cancelled when the delivery ends, not at that STATE."""
+    output = MessageOutput(io.BytesIO())
+    cancellation = Cancellation(output)
+    source = Source(output, AirbyteLogHandler(output), cancellation)
+    tap = source.tap(config={}, validate_config=False)
+    writer = AirbyteMessageWriter(output, ["onq_conversations"], cancellation)
+    steps: list[str] = []
+
+    def deliver() -> None:
+        with tap.delivery():
+            steps.append("written")
+            cancellation._handle(signal.SIGTERM, None)
+            writer.write_message(StateMessage(value={"bookmarks": {}}))
+            steps.append("bookmark moved")
+
+    with pytest.raises(ReadCancelled):
+        deliver()
+    assert steps == ["written", "bookmark moved"]
 
 
 @pytest.mark.usefixtures("restored_signal_handlers")

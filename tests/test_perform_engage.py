@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import typing as t
 
 import pytest
+import requests
 
+from tap_conversations.settings import redact_text
+from tap_conversations.tap import TapConversations
 from tests.helpers import assert_same_records, run_cli, sync
 
 if t.TYPE_CHECKING:
     from pathlib import Path
 
     from sandbox import Sandbox
+    from tap_conversations.client import ApiStream
 
 CONVERSATIONS = "perform_engage_conversations"
 DETAILS = "perform_engage_conversation_details"
@@ -112,3 +117,19 @@ def test_wrong_credentials_fail_clearly_without_leaking_the_key(
     assert "Perform & Engage 365" in completed.stderr
     assert wrong_key not in completed.stderr + completed.stdout
     assert '"type":"RECORD"' not in completed.stdout.replace(" ", "")
+
+
+def test_basic_auth_sends_utf8_credentials_and_keeps_them_out_of_logs() -> None:
+    """The header is base64 of `username:api_key` in UTF-8 (as the SDK's authenticator sent
+    it), and that very header value is redacted like the key it is made of."""
+    username, api_key = "jos\u00e9.\u7528\u6237@example.com", "pe-key-\u00e9-12345"
+    config = {
+        "perform_engage": {"api_url": "https://pe.example.com/api/v2", "username": username}
+        | {"api_key": api_key}
+    }
+    stream = TapConversations(config=config).streams[CONVERSATIONS]
+    request = requests.Request("GET", "https://pe.example.com/api/v2/conversations/").prepare()
+    header = t.cast("ApiStream", stream).authenticator(request).headers["Authorization"]
+    expected = base64.b64encode(f"{username}:{api_key}".encode()).decode()
+    assert header == f"Basic {expected}"
+    assert expected not in redact_text(f"the server said: {header}")

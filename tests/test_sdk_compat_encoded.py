@@ -14,21 +14,23 @@ import json
 import sys
 import typing as t
 
+import pytest
 from singer_sdk import metrics
 from singer_sdk.contrib.msgspec import encoder as json_encoder
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.core import Stream
 
 from tap_conversations.client import ApiStream
+from tap_conversations.errors import ProvidersFailed
 from tap_conversations.output import StateFlushingWriter
 from tap_conversations.sdk_compat.stream import EncodedRecordWriter
-from tests.helpers import run_cli, sync
+from tap_conversations.spill import SpillFile
+from tap_conversations.tap import TapConversations
+from tests.helpers import run_cli, run_sync, sync
 from tests.test_sdk_compat_logging import calls_in
 
 if t.TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
     from sandbox import Sandbox
 
@@ -204,3 +206,26 @@ def test_test_mode_writes_one_record_of_a_stream_written_as_read(
     ]
     assert len(records) == 1, completed.stdout[:2000]
     assert json.loads(records[0])["stream"] == ONQ
+
+
+def test_a_write_that_fails_mid_stream_ends_the_delivery_it_was_part_of(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The windows' generator is closed when writing one fails: its delivery ends there, so a
+    signal that comes later is acted on (not held for a delivery that never ends)."""
+    monkeypatch.setattr(SpillFile, "READ_WINDOW", 10)  # 45 records: several windows
+    calls: list[int] = []
+    original = StateFlushingWriter.write_encoded_records
+
+    def failing_second(self: StateFlushingWriter, *args: t.Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("the target went away")
+        original(self, *args)
+
+    monkeypatch.setattr(StateFlushingWriter, "write_encoded_records", failing_second)
+    tap = TapConversations(config={"onq": sandbox.tap_config()["onq"]})
+    with pytest.raises(ProvidersFailed, match="the target went away"):
+        run_sync(tap)
+    assert len(calls) == 2
+    assert not tap.delivery.active

@@ -80,14 +80,17 @@ class Cancellation:
         self.pending = signal.Signals(signum)
         for stopping in self.stop_events:
             stopping.set()
-        if delivering := [guard for guard in self.deliveries if guard.active]:
-            delivering[0].hold(self.raise_pending)
-        elif not self.output.writing_here():
+        if not self.output.writing_here() or any(guard.active for guard in self.deliveries):
             self.raise_pending()
 
     def raise_pending(self) -> None:
-        """Raise `ReadCancelled` if a signal is waiting (once)."""
-        if self.pending is not None and not self.raised:
-            self.raised = True
-            msg = f"stopped by {self.pending.name}: the command was cancelled"
-            raise ReadCancelled(msg)
+        """Raise `ReadCancelled` if a signal is waiting (once); during a delivery, when it ends
+        (a STATE the delivery writes must not stop it half-way)."""
+        if self.pending is None or self.raised:
+            return
+        if delivering := [guard for guard in self.deliveries if guard.active]:
+            delivering[0].hold(self.raise_pending)
+            return
+        self.raised = True
+        msg = f"stopped by {self.pending.name}: the command was cancelled"
+        raise ReadCancelled(msg)

@@ -152,7 +152,7 @@ class MessageOutput:
             try:
                 _encoder.encode_into(payload, self._line)
                 self._line.extend(b"\n")
-                self._stream.write(self._line)
+                write_all(self._stream, self._line)
                 if flush:
                     self._stream.flush()
             finally:

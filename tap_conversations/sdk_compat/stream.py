@@ -178,19 +178,24 @@ class CompatStream(RESTStream[t.Any]):
             version, written = self._stream_version, 0
             limit = self.ABORT_AT_RECORD_COUNT  # `--test`: the SDK's check, below
             write, state_every = encoded_writer.write_encoded_records, self.STATE_MSG_FREQUENCY
-            for batch in batches:
-                allowed = batch
-                if limit is not None:  # `--test`: the SDK stops at the first record past it
-                    self._check_max_record_limit(current_record_index=written)
-                    allowed = batch[: limit - written]
-                write(alias, allowed, version, now(utc))
-                state_manager.is_flushed = False
-                written += len(allowed)
-                record_counter.increment(len(allowed))
-                if written % state_every < len(allowed):  # a multiple of it was passed
-                    self._write_state_message()
-                if len(allowed) < len(batch):
-                    self._check_max_record_limit(current_record_index=written)
+            try:
+                for batch in batches:
+                    allowed = batch
+                    if limit is not None:  # `--test`: the SDK stops at the first record past it
+                        self._check_max_record_limit(current_record_index=written)
+                        allowed = batch[: limit - written]
+                    write(alias, allowed, version, now(utc))
+                    state_manager.is_flushed = False
+                    written += len(allowed)
+                    record_counter.increment(len(allowed))
+                    if written % state_every < len(allowed):  # a multiple of it was passed
+                        self._write_state_message()
+                    if len(allowed) < len(batch):
+                        self._check_max_record_limit(current_record_index=written)
+            finally:  # stopped early: the batches end now (their delivery with them)
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()
             if self._get_state_partition_context(None) is None:
                 self._finalize_state(self.get_context_state(None))
         self._finalize_state(self.stream_state)
