@@ -53,7 +53,7 @@ class DeliveryGuard:
                 act()
 
 
-def write_all(out: t.BinaryIO, data: bytes | bytearray) -> None:
+def write_all(out: t.BinaryIO, data: bytes | bytearray | memoryview) -> None:
     """`out.write(data)`, all of it, however often a signal interrupts it."""
     view = memoryview(data)
     while view:

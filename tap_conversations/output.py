@@ -38,8 +38,10 @@ class StateFlushingWriter(MsgSpecWriter):
 
     @override
     def write_message(self, message: Message) -> None:
-        if type(message) is RecordMessage:  # the hot path, one call per record
-            write_all(sys.stdout.buffer, serialize_jsonl(message.to_dict()))
+        # RECORD: the hot path, one call per record. Never written during a delivery, where a
+        # signal is held and a short write would go unnoticed (`delivery.write_all`).
+        if type(message) is RecordMessage:
+            sys.stdout.buffer.write(serialize_jsonl(message.to_dict()))
             return
         write_all(sys.stdout.buffer, self.format_message(message))
         sys.stdout.flush()

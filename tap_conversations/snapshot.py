@@ -20,6 +20,7 @@ from operator import and_, eq, floordiv, lshift, mul, or_, rshift, sub
 import msgspec
 from singer_sdk.contrib.msgspec import encoder as json_encoder
 
+from tap_conversations.delivery import write_all
 from tap_conversations.record_types import TypedRecord
 from tap_conversations.spill import SpillFile
 
@@ -335,7 +336,7 @@ class Snapshot:
         if len(encoded) != len(text):  # not all ASCII: count bytes, not characters
             sizes = map(len, map(_utf8, keys))
         self._key_ends.extend(islice(accumulate(sizes, initial=start), 1, None))
-        _append(self._keys, encoded)
+        write_all(self._keys, encoded)  # an unbuffered write may be short
 
 
 def _runs(same: list[int]) -> Iterator[tuple[int, int]]:
@@ -352,12 +353,6 @@ def _runs(same: list[int]) -> Iterator[tuple[int, int]]:
 
 def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # any str a JSON string decodes to
-
-
-def _append(file: t.BinaryIO, data: bytes) -> None:
-    view = memoryview(data)
-    while view:  # an unbuffered write may be short
-        view = view[file.write(view) :]
 
 
 _HASH_BITS = 0xFFFFFFFF  # 4 bytes a version: equal hashes are settled by the keys themselves

@@ -21,6 +21,8 @@ from bisect import bisect_left, bisect_right
 from itertools import accumulate, compress, islice, repeat
 from operator import add, and_, lshift, or_, sub
 
+from tap_conversations.delivery import write_all
+
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -154,8 +156,5 @@ def _write(file: t.BinaryIO, chunks: list[bytes]) -> None:
     """Append `chunks` to an unbuffered file, without joining them in memory first."""
     for start in range(0, len(chunks), 1024):  # IOV_MAX
         part = chunks[start : start + 1024]
-        rest = memoryview(b"")
         if (done := os.writev(file.fileno(), part)) < sum(map(len, part)):
-            rest = memoryview(b"".join(part))[done:]  # a short write: rare on a regular file
-        while rest:
-            rest = rest[file.write(rest) :]
+            write_all(file, memoryview(b"".join(part))[done:])  # short: rare on a regular file
