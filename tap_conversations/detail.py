@@ -25,7 +25,6 @@ class DetailStream(ApiStream):
     """
 
     state_partitioning_keys: t.ClassVar[list[str]] = []
-    typed_body = "record"  # the body is the record (`record_types`)
     #: Read by the parent (`client.is_detail_stream`): its requests are prefetched, it gets totals.
     fetched_per_parent: t.ClassVar[bool] = True
 

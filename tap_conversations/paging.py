@@ -16,7 +16,6 @@ from singer_sdk.pagination import BaseHATEOASPaginator, PageNumberPaginator
 from typing_extensions import override
 
 from tap_conversations.errors import PaginationError, prefix
-from tap_conversations.record_types import TypedRecord
 from tap_conversations.transport import decoded_body
 
 if t.TYPE_CHECKING:
@@ -191,4 +190,4 @@ class PageKeys(t.Sequence[str]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         row = self.rows[index]
-        return str(row.get(self.key)) if isinstance(row, dict | TypedRecord) else ""
+        return str(row.get(self.key)) if isinstance(row, dict) else ""
