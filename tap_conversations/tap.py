@@ -276,10 +276,33 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
     @override
     def before_sync(self) -> None:
         self.require_provider()
+        self._warn_unavailable_streams()
         self._drop_unused_partitions()
         for stream in self.streams.values():
             t.cast("ApiStream", stream).reset_for_sync()
         self.progress.start()
+
+    def _warn_unavailable_streams(self) -> None:
+        """Name each stream the catalog selects that this run cannot sync (skipped, rc 0):
+        a stream of a provider the config does not set up, or no stream of this tap."""
+        catalog = self.input_catalog
+        if catalog is None:
+            return
+        providers = {vars(stream)["name"]: p for p in PROVIDERS for stream in p.streams}
+        for entry in catalog.streams:
+            name, root = entry.tap_stream_id, entry.metadata.root
+            selected = root.selected if root.selected is not None else root.selected_by_default
+            if not selected or name in self.streams:
+                continue
+            provider = providers.get(name)
+            if provider is None:
+                why = "no stream of this tap has that name"
+            else:
+                why = (
+                    f"it is a {provider.label} stream and the config does not set up "
+                    f"'{provider.key}' (add it to sync this stream)"
+                )
+            self.logger.warning("The catalog selects '%s' but %s; skipped", name, why)
 
     def _drop_unused_partitions(self) -> None:
         """State partitions no stream reads (written by another version or tool) are dropped,
