@@ -11,6 +11,7 @@ request gate, body decoding), `paging`, `records` (schema checks), `replication`
 
 from __future__ import annotations
 
+import datetime
 import typing as t
 from collections import deque
 from itertools import islice
@@ -21,7 +22,7 @@ from typing_extensions import override
 from tap_conversations.errors import ProviderError, prefix
 from tap_conversations.paging import PageKeys
 from tap_conversations.records import RecordChecker
-from tap_conversations.replication import SENT, ListReplication, in_the_future
+from tap_conversations.replication import CLOCK_MARGIN, SENT, ListReplication, in_the_future
 from tap_conversations.requesting import ProviderStream
 from tap_conversations.transport import decoded_body
 
@@ -61,6 +62,8 @@ class ApiStream(ProviderStream):
         self.scan_watch: ScanWatch | None = None
         #: The list stream's replication in progress, for its detail children to report to.
         self.replication: ListReplication | None = None
+        #: A child's bookmark stays below this (the run's start less the clock margin).
+        self.bookmark_ceiling = ""
         #: The record whose children are being synced (see `generate_child_contexts`).
         self.record_for_children: dict[str, t.Any] | None = None
         #: While `request_pages` runs: each page's records, as `parse_response` returns them.
@@ -262,7 +265,9 @@ class ApiStream(ProviderStream):
 
     @override
     def advance_bookmark(self, record: dict[str, t.Any], context: Context | None) -> None:
-        """A child's bookmark is the newest value it delivered, and never moves backwards.
+        """A child's bookmark is the newest value it delivered, and never moves backwards,
+        nor past the run's start (less the clock margin), as a list stream's: a record stamped
+        ahead of this machine's clock would make a bookmark the next run refuses.
 
         A list stream's bookmark moves in `get_records` instead, as records are delivered.
         """
@@ -271,7 +276,11 @@ class ApiStream(ProviderStream):
         value = record.get(self.replication_key)
         state = self.get_context_state(context)
         old = state.get("replication_key_value")
-        if isinstance(value, str) and (not isinstance(old, str) or value > old):
+        if (
+            isinstance(value, str)
+            and (not isinstance(old, str) or value > old)
+            and value < self.bookmark_ceiling
+        ):
             state["replication_key"] = self.replication_key
             state["replication_key_value"] = value
 
@@ -286,6 +295,8 @@ class ApiStream(ProviderStream):
 
     def reset_for_sync(self) -> None:
         """Forget per-run caches; the tap calls this before each sync."""
+        ceiling = datetime.datetime.now(datetime.UTC) - CLOCK_MARGIN
+        self.bookmark_ceiling = ceiling.isoformat(timespec="microseconds")  # the record layout
         self.reset_schema_sent()
         self.checker.reset()
         for state in self.bookmark_states():

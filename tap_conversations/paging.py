@@ -112,11 +112,16 @@ class NextUrlPaginator(BaseHATEOASPaginator):
 
 
 def one_record_early(url: str) -> tuple[str, bool]:
-    """`url` with its `offset` one less (and whether it changed): pages overlap by a record."""
+    """`url` with its `offset` one less (and whether it changed): pages overlap by a record.
+
+    Not with pages of one record (`limit=1`): such a page, started one early, would be the
+    page before it again.
+    """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     offsets = [int(v) for k, v in query if k == "offset" and v.isdigit()]
-    if len(offsets) != 1 or offsets[0] < 1:
+    limits = [v for k, v in query if k == "limit"]
+    if len(offsets) != 1 or offsets[0] < 1 or (limits and limits[0] in {"0", "1"}):
         return url, False
     query = [(k, str(offsets[0] - 1) if k == "offset" else v) for k, v in query]
     return urlunsplit(parts._replace(query=urlencode(query))), True
