@@ -251,7 +251,6 @@ class MeltanoProject:
             extra["MELTANO_DATABASE_URI"] = f"sqlite:///{shared / 'meltano.db'}"
         return extra
 
-
     def _migrate_system_database(self, env: t.Mapping[str, str]) -> None:
         """Bring Meltano's system database up to date, one partition at a time.
 
