@@ -32,8 +32,9 @@ class CompatStream(RESTStream[t.Any]):
         self.compat_tap = t.cast("CompatTap", tap)
         self._schema_sent = False
         self._starting_value_written = False
-        if self.parent_stream_type is not None and not self.logger.filters:
-            self.logger.addFilter(DemoteSdkChatter(CHILD_SDK_CHATTER))
+        if not self.logger.filters:  # children: all their chatter; others: a first run's
+            child = self.parent_stream_type is not None
+            self.logger.addFilter(DemoteSdkChatter(CHILD_SDK_CHATTER if child else frozenset()))
 
     @property
     def one_state_per_stream(self) -> bool:
