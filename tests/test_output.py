@@ -8,14 +8,20 @@ non-zero exit and nothing written after it. A SIGTERM while the reader has stopp
 from __future__ import annotations
 
 import fcntl
+import io
 import json
+import logging
 import signal
 import subprocess
 import termios
 import time
 import typing as t
+from contextlib import redirect_stdout
 
-from tap_conversations.errors import READER_GONE
+import pytest
+
+from tap_conversations.errors import READER_GONE, ReaderGone
+from tap_conversations.tap import TapConversations
 from tests.airbyte_messages import SOURCE_EXECUTABLE, configured_catalog
 from tests.helpers import TAP_EXECUTABLE
 
@@ -134,3 +140,35 @@ def test_sigterm_with_a_stalled_reader_ends_the_source_within_seconds(
     )
     assert code == 143
     assert seconds <= 5
+
+
+class BreakingPipe(io.BytesIO):
+    """A stdout whose reader goes away after `whole` writes; it counts the writes tried after."""
+
+    def __init__(self, whole: int) -> None:
+        super().__init__()
+        self.whole = whole
+        self.tried_after = 0
+
+    def write(self, data: t.Any) -> int:
+        if self.whole <= 0:
+            self.tried_after += 1
+            raise BrokenPipeError(32, "Broken pipe")
+        self.whole -= 1
+        return super().write(data)
+
+
+def test_a_broken_pipe_mid_sync_writes_nothing_more_and_sums_nothing_up(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    tap = TapConversations(config={"onq": sandbox.tap_config()["onq"]})
+    pipe = BreakingPipe(whole=5)
+    with (
+        redirect_stdout(io.TextIOWrapper(pipe, encoding="utf-8")),
+        caplog.at_level(logging.INFO),
+        pytest.raises(ReaderGone),
+    ):
+        tap.sync_all()
+    assert pipe.tried_after == 1  # no STATE (nor anything else) tried after the failure
+    assert tap.reader_gone
+    assert "Sync summary" not in caplog.text

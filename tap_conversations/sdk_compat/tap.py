@@ -1,5 +1,6 @@
-"""`CompatTap`: the tap-level overrides (`Tap.sync_all`, signals, the state writer), and the
-CLI's parsed `--config`."""
+"""`CompatTap`: the tap-level overrides (`Tap.sync_all`, SIGTERM/SIGINT), how a run stops
+(cooperatively, with a watchdog) or ends when stdout's reader goes away, and the CLI's parsed
+`--config`."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def leave(exit_code: int) -> t.NoReturn:
 def silence_stdout() -> None:
     """Point stdout at /dev/null: its reader is gone, and nothing may be written any more
     (not even by the interpreter's last flush)."""
-    with open(os.devnull, "wb") as devnull:
+    with contextlib.suppress(OSError, ValueError), open(os.devnull, "wb") as devnull:
         os.dup2(devnull.fileno(), sys.stdout.fileno())
 
 
@@ -132,7 +133,8 @@ class CompatTap(Tap):
                 stop.signal_name,
                 stop.exit_code,
             )
-            sys.stdout.flush()
+            with contextlib.suppress(OSError, ValueError):  # a reader gone meanwhile
+                sys.stdout.flush()
             leave(stop.exit_code)
         except ReaderGone:
             silence_stdout()
