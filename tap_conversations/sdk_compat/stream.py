@@ -25,7 +25,8 @@ if t.TYPE_CHECKING:
 
 
 class CompatStream(RESTStream[t.Any]):
-    """The stream-level overrides of private SDK methods."""
+    """The stream-level overrides of private SDK methods, and the record boundary where a run
+    asked to stop stops (`post_process`)."""
 
     def __init__(self, tap: Tap, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(tap, *args, **kwargs)
@@ -59,7 +60,8 @@ class CompatStream(RESTStream[t.Any]):
         self, row: dict[str, t.Any], context: Context | None = None
     ) -> dict[str, t.Any] | None:
         """A record boundary: every record before this one is written and its bookmark moved,
-        so a run asked to stop stops here (`CompatTap.raise_if_stopping`)."""
+        so a run asked to stop stops here (`CompatTap.raise_if_stopping`). An override calls
+        `super().post_process` first."""
         self.compat_tap.raise_if_stopping()
         return row
 
