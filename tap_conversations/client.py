@@ -134,16 +134,6 @@ class ApiStream(ProviderStream):
 
     # Records ----------------------------------------------------------------------------
 
-    @property
-    @override
-    def nested_deselection(self) -> bool:
-        return self.checker.selection.nested
-
-    @property
-    @override
-    def deselected_fields(self) -> frozenset[str]:
-        return self.checker.selection.deselected
-
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """Checked records; the detail requests of the next ones already in flight.
@@ -160,28 +150,13 @@ class ApiStream(ProviderStream):
         if self.parent_stream_type is not None:
             yield from prefetcher.read_ahead(self, children, self.checked_records(context), context)
             return
-        rows = self.replicate(context, children)
-        yield from t.cast("t.Iterator[dict[str, t.Any]]", rows)
-
-    @override
-    def encoded_batches(self, context: Context | None) -> t.Iterator[list[memoryview]] | None:
-        """A list stream's records as the snapshot holds them (JSON), a window at a time, to be
-        written as they are when nothing needs them decoded
-        (`sdk_compat.CompatStream._sync_records`)."""
-        if self.parent_stream_type is not None:
-            return None
-        return t.cast("t.Iterator[list[memoryview]]", self.replicate(context, [], encoded=True))
+        yield from self.replicate(context, children)
 
     def replicate(
-        self,
-        context: Context | None,
-        children: t.Sequence[PrefetchableChild],
-        *,
-        encoded: bool = False,
-    ) -> t.Iterator[dict[str, t.Any] | list[memoryview]]:
-        """Scan the list, then hand its records on in replication-key order (decoded, or
-        `encoded`: the JSON of a window of them at a time), the bookmark moving past each once
-        it is written."""
+        self, context: Context | None, children: t.Sequence[PrefetchableChild]
+    ) -> t.Iterator[dict[str, t.Any]]:
+        """Scan the list, then hand its records on in replication-key order, the bookmark
+        moving past each once it is written."""
         progress = self.conversations_tap.progress
         prefetcher = self.conversations_tap.detail_prefetcher
         run = self.replication = ListReplication(self, context)
@@ -193,26 +168,17 @@ class ApiStream(ProviderStream):
             finally:
                 prefetcher.forget_pages()
             self.announce_total(len(run.snapshot))
-            if encoded:
-                delivery = self.conversations_tap.delivery  # a signal waits for its end
-                for versions, bodies in run.windows():
-                    with delivery():
-                        yield bodies
-                        run.delivered_versions(versions)
-                    if run.checkpoint_due():
-                        self.checkpoint()
-            else:
-                rows = (
-                    prefetcher.read_ahead(self, children, run.rows(), context)
-                    if children
-                    else run.rows()
-                )
-                for sent, row in enumerate(rows, start=1):
-                    run.current = row
-                    yield row
-                    run.delivered(row)
-                    if run.checkpoint_due(sent):
-                        self.checkpoint()
+            rows = (
+                prefetcher.read_ahead(self, children, run.rows(), context)
+                if children
+                else run.rows()
+            )
+            for sent, row in enumerate(rows, start=1):
+                run.current = row
+                yield row
+                run.delivered(row)
+                if run.checkpoint_due(sent):
+                    self.checkpoint()
             run.finish()
         finally:
             run.close()

@@ -25,13 +25,12 @@ from __future__ import annotations
 import datetime
 import time
 import typing as t
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import repeat
 
 from tap_conversations.errors import prefix
 from tap_conversations.records import utc_timestamp
-from tap_conversations.snapshot import Record, ScanWatch, Snapshot, rank, utc_now_text, value_of
+from tap_conversations.snapshot import Record, ScanWatch, Snapshot, utc_now_text
 
 if t.TYPE_CHECKING:
     import logging
@@ -199,7 +198,6 @@ class ListReplication:
         self.started = self.bookmark.value
         now = datetime.datetime.now(datetime.UTC)
         self.ceiling = utc_now_text(now - CLOCK_MARGIN)
-        self._ceiling_rank = rank(self.ceiling)
         self.snapshot = Snapshot()
         self.proven = False
         #: The record being handed to the SDK (its children synced, then it is written).
@@ -301,11 +299,6 @@ class ListReplication:
         if self.current is not None:
             self.failed.add(str(self.current.get(self.key_field)))
 
-    def windows(self) -> Iterator[tuple[list[int], list[memoryview]]]:
-        """What `rows` gives, a window at a time: its versions, and each one's JSON
-        (`snapshot.Snapshot.windows`), for `delivered_versions`."""
-        return self.snapshot.windows()
-
     def delivered(self, row: Row) -> None:
         """The SDK wrote `row` and synced its children: move the bookmark past it."""
         if self.replication_key:
@@ -325,50 +318,10 @@ class ListReplication:
             bookmark.retry.add(key)
         bookmark.write(self.state, self.replication_key)
 
-    def delivered_versions(self, versions: list[int]) -> None:
-        """The records of these versions (a window, in the order sent) were written: move the
-        bookmark past them, as `delivered_key` of each would.
-
-        They go out by replication value, so the bookmark's new value is the last one below
-        the ceiling, and what `sent` has to remember is at the end: the versions at or after
-        that value. Only those few are looked at one by one.
-        """
-        if not self.replication_key or not versions:
-            return
-        bookmark, snapshot = self.bookmark, self.snapshot
-        if not self.proven and not bookmark.retry:  # nothing moves
-            bookmark.write(self.state, self.replication_key)
-            return
-        ranks = snapshot.ranks_of(versions)
-        try:
-            kept = rank(bookmark.value) if bookmark.value is not None else -1
-        except ValueError:  # not a timestamp (the state check reports it): one by one
-            kept = None
-        if bookmark.retry or self.failed or not self.proven or kept is None:
-            for version, value in zip(versions, ranks, strict=True):
-                self.delivered_key(snapshot.key(version), value_of(value))
-            return
-        first = bisect_left(ranks, max(kept, 0))  # from here on, at or after the bookmark
-        below = bisect_left(ranks, self._ceiling_rank)  # ranks[:below] are under the ceiling
-        if below and ranks[below - 1] > kept:  # a value (>= 0) newer than the bookmark's
-            kept = ranks[below - 1]
-            bookmark.value = value_of(kept)
-            bookmark.prune()
-        start = bisect_left(ranks, max(kept, 0))  # versions[start:]: at or after it now
-        if bookmark.sent and start > first:
-            # A key remembered from before, sent again here and now below the bookmark (its
-            # value went back): one by one, its entry would be replaced, then pruned.
-            covered = versions[first:start]
-            for key in snapshot.keys_among(list(bookmark.sent), covered):
-                del bookmark.sent[key]
-        for place in range(start, len(versions)):
-            bookmark.sent[snapshot.key(versions[place])] = t.cast("str", value_of(ranks[place]))
-        bookmark.write(self.state, self.replication_key)
-
-    def checkpoint_due(self, sent: int | None = None) -> bool:
-        """Whether a STATE is due after the `sent`-th record (None: after a window): the clock
-        is read every `CHECKPOINT_EVERY` records, a STATE written every `CHECKPOINT_SECONDS`."""
-        if sent is not None and sent % CHECKPOINT_EVERY:
+    def checkpoint_due(self, sent: int) -> bool:
+        """Whether a STATE is due after the `sent`-th record: the clock is read every
+        `CHECKPOINT_EVERY` records, a STATE written every `CHECKPOINT_SECONDS`."""
+        if sent % CHECKPOINT_EVERY:
             return False
         now = time.monotonic()
         if now - self._last_checkpoint >= CHECKPOINT_SECONDS:

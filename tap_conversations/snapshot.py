@@ -20,8 +20,7 @@ from operator import and_, eq, floordiv, lshift, mul, or_, rshift, sub
 import msgspec
 from singer_sdk.contrib.msgspec import encoder as json_encoder
 
-from tap_conversations.delivery import write_all
-from tap_conversations.spill import SpillFile
+from tap_conversations.spill import SpillFile, write_all
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -200,26 +199,6 @@ class Snapshot:
         self._merge()
         every_version_sent = self._sendable == len(self._hashes)
         return self._bodies.windows(None if every_version_sent else self._sent)
-
-    def key(self, version: int) -> str:
-        """The key of a version."""
-        return self._key(version).decode("utf-8", "surrogatepass")
-
-    def keys_among(self, keys: t.Iterable[str], versions: list[int]) -> set[str]:
-        """Which of `keys` (a few) are keys of these `versions` (many): hashes first."""
-        hashes = set(map(self._hashes.__getitem__, versions))
-        found = set()
-        for key in keys:
-            key_hash = hash(key) & _HASH_BITS
-            if key_hash in hashes:
-                encoded = _utf8(key)
-                if any(self._key(v) == encoded for v in versions if self._hashes[v] == key_hash):
-                    found.add(key)
-        return found
-
-    def ranks_of(self, versions: t.Iterable[int]) -> list[int]:
-        """The replication values of these versions as `rank` gives them (-1: none)."""
-        return list(map(self._ranks.__getitem__, versions))
 
     def close(self) -> None:
         self._bodies.close()

@@ -21,8 +21,6 @@ from bisect import bisect_left, bisect_right
 from itertools import accumulate, compress, islice, repeat
 from operator import add, and_, lshift, or_, sub
 
-from tap_conversations.delivery import write_all
-
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -158,3 +156,13 @@ def _write(file: t.BinaryIO, chunks: list[bytes]) -> None:
         part = chunks[start : start + 1024]
         if (done := os.writev(file.fileno(), part)) < sum(map(len, part)):
             write_all(file, memoryview(b"".join(part))[done:])  # short: rare on a regular file
+
+
+def write_all(out: t.BinaryIO, data: bytes | bytearray | memoryview) -> None:
+    """`out.write(data)`, all of it (an unbuffered file's write may be short)."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        if written is None:  # a non-blocking raw stream that would block: never spin on it
+            raise BlockingIOError(0, "the output would block", len(data) - len(view))
+        view = view[written:]

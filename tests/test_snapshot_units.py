@@ -4,7 +4,6 @@ the sandbox's churn between list pages."""
 from __future__ import annotations
 
 import datetime
-import logging
 import os
 import random
 import tempfile
@@ -15,7 +14,7 @@ import pytest
 
 from sandbox import Churn, Sandbox, SandboxSettings
 from tap_conversations import snapshot as snapshot_module
-from tap_conversations.replication import Bookmark, ListReplication, in_the_future
+from tap_conversations.replication import Bookmark, in_the_future
 from tap_conversations.snapshot import ScanWatch, Snapshot, rank, value_of
 from tap_conversations.spill import SpillFile
 
@@ -404,80 +403,3 @@ def test_a_value_comes_back_from_its_rank_as_the_same_text() -> None:
     assert [value_of(rank(value)) for value in values] == values
     assert value_of(-1) is None
     assert rank(T1) < rank(T2) < rank(T3)
-
-
-# --- the bookmark moved past a whole window at once ------------------------------------------
-
-
-class ListStream:
-    """What a `ListReplication` needs of its stream, and nothing to read (records are added
-    to its snapshot directly)."""
-
-    provider_label = "Test"
-    name = "things"
-    primary_keys = ("k",)
-    replication_key = "v"
-    scan_watch = None
-    logger = logging.getLogger("tests.things")
-
-    def __init__(self, state: dict[str, t.Any]) -> None:
-        self.config: dict[str, t.Any] = {}
-        self.state = state
-
-    def get_context_state(self, context: t.Any) -> dict[str, t.Any]:
-        return self.state
-
-
-MINUTES = [None, *(f"2024-01-01T00:{minute:02d}:00.000000+00:00" for minute in range(8))]
-
-
-def replication_with(
-    rng: random.Random, versions: list[tuple[str, str | None, t.Any]]
-) -> tuple[ListReplication, dict[str, t.Any]]:
-    """A replication of `versions`: the same bookmark, sent versions, retry keys, proof and
-    ceiling for the same `rng` state."""
-    value = rng.choice(MINUTES)
-    sent = {f"k{rng.randrange(20)}": rng.choice(MINUTES[1:]) for _ in range(rng.randrange(4))}
-    state: dict[str, t.Any] = {"replication_key_value": value, "sent_since_bookmark": sent}
-    if not value:
-        state = {}
-    if rng.random() < 0.2:  # keys whose detail failed last time: sent again, whatever their value
-        state["retry_keys"] = [f"k{rng.randrange(20)}" for _ in range(3)]
-    run = ListReplication(ListStream(state), None)  # type: ignore[arg-type]
-    run.proven = rng.random() < 0.8  # else: a scan that never held still
-    run.ceiling = t.cast("str", rng.choice(MINUTES[1:]))
-    run._ceiling_rank = rank(run.ceiling)
-    add(run.snapshot, 1, versions)
-    return run, state
-
-
-@pytest.mark.parametrize("seed", range(100))
-def test_a_window_moves_the_bookmark_as_its_records_one_by_one_do(
-    seed: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(SpillFile, "RUN_BYTES", 300)
-    monkeypatch.setattr(SpillFile, "READ_WINDOW", 5)
-    rng = random.Random(seed)
-    versions = []
-    for serial in range(rng.randrange(0, 60)):
-        key, value = f"k{rng.randrange(20)}", rng.choice(MINUTES)
-        versions.append((key, value, {"k": key, "v": value, "serial": serial}))
-    state_rng = random.Random(seed * 7 + 1)
-    by_window, window_state = replication_with(state_rng, versions)
-    state_rng = random.Random(seed * 7 + 1)
-    by_record, record_state = replication_with(state_rng, versions)
-    try:
-        windows = list(by_window.windows())
-        for versions_sent, _ in windows:
-            by_window.delivered_versions(versions_sent)
-        for row in by_record.rows():
-            by_record.delivered_key(row["k"], row["v"])
-        assert len(windows) > 1 or len(versions) < 10
-        assert by_window.bookmark == by_record.bookmark
-        assert window_state == record_state
-        by_window.finish()
-        by_record.finish()
-        assert window_state == record_state
-    finally:
-        by_window.close()
-        by_record.close()
