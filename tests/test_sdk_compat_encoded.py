@@ -20,13 +20,9 @@ from singer_sdk.contrib.msgspec import encoder as json_encoder
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.core import Stream
 
-from tap_conversations.client import ApiStream
-from tap_conversations.errors import ProvidersFailed
 from tap_conversations.output import StateFlushingWriter
 from tap_conversations.sdk_compat.stream import EncodedRecordWriter
-from tap_conversations.spill import SpillFile
-from tap_conversations.tap import TapConversations
-from tests.helpers import run_cli, run_sync, sync
+from tests.helpers import run_cli, sync
 from tests.test_sdk_compat_logging import calls_in
 
 if t.TYPE_CHECKING:
@@ -61,40 +57,6 @@ def test_the_sdks_record_loop_still_takes_the_steps_the_replacement_takes() -> N
         "_finalize_state",
     }
     assert "_sync_records" in calls_in(Stream.sync)
-
-
-def without_encoded_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ApiStream, "encoded_batches", lambda self, context: None)
-
-
-def comparable(messages: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-    """The messages with each RECORD's `time_extracted` (the clock's) left out."""
-    return [{k: v for k, v in m.items() if k != "time_extracted"} for m in messages]
-
-
-def test_records_written_as_read_are_the_messages_the_sdks_loop_writes(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    written: list[str] = []
-    original = StateFlushingWriter.write_encoded_records
-
-    def counting(self: StateFlushingWriter, stream: str, records: t.Any, *args: t.Any) -> None:
-        written.extend([stream] * len(records))
-        original(self, stream, records, *args)
-
-    monkeypatch.setattr(StateFlushingWriter, "write_encoded_records", counting)
-    config = {"onq": sandbox.tap_config()["onq"]}
-    fast = sync(config)
-    assert written == [ONQ] * 45  # every record took the encoded path
-    with monkeypatch.context() as patch:
-        without_encoded_batches(patch)
-        slow = sync(config)
-    assert written == [ONQ] * 45  # ... and none did here
-    assert comparable(fast.messages) == comparable(slow.messages)
-    assert [m["type"] for m in fast.messages].count("RECORD") == 45
-    assert all("time_extracted" in m for m in fast.messages if m["type"] == "RECORD")
-    assert fast.states[-1] == slow.states[-1]
-    assert fast.states[-1]["bookmarks"][ONQ]["replication_key_value"]
 
 
 def test_a_re_run_from_the_state_of_records_written_as_read_sends_nothing(
@@ -206,26 +168,3 @@ def test_test_mode_writes_one_record_of_a_stream_written_as_read(
     ]
     assert len(records) == 1, completed.stdout[:2000]
     assert json.loads(records[0])["stream"] == ONQ
-
-
-def test_a_write_that_fails_mid_stream_ends_the_delivery_it_was_part_of(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The windows' generator is closed when writing one fails: its delivery ends there, so a
-    signal that comes later is acted on (not held for a delivery that never ends)."""
-    monkeypatch.setattr(SpillFile, "READ_WINDOW", 10)  # 45 records: several windows
-    calls: list[int] = []
-    original = StateFlushingWriter.write_encoded_records
-
-    def failing_second(self: StateFlushingWriter, *args: t.Any) -> None:
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError("the target went away")
-        original(self, *args)
-
-    monkeypatch.setattr(StateFlushingWriter, "write_encoded_records", failing_second)
-    tap = TapConversations(config={"onq": sandbox.tap_config()["onq"]})
-    with pytest.raises(ProvidersFailed, match="the target went away"):
-        run_sync(tap)
-    assert len(calls) == 2
-    assert not tap.delivery.active
