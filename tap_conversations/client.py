@@ -173,11 +173,11 @@ class ApiStream(ProviderStream):
                 prefetcher.forget_pages()
             self.announce_total(len(run.snapshot))
             rows = prefetcher.read_ahead(self, children, run.rows(), context)
-            for sent, row in enumerate(rows, start=1):
+            for row in rows:
                 run.current = row
                 yield row
                 run.delivered(row)
-                if run.checkpoint_due(sent):
+                if run.checkpoint_due():
                     self.checkpoint()
             run.finish()
         finally:

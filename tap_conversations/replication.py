@@ -42,8 +42,6 @@ Row = dict[str, t.Any]
 MAX_SCANS = 3
 CLOCK_MARGIN = datetime.timedelta(seconds=60)
 CHECKPOINT_SECONDS = 1.0
-#: Records a list stream sends between two looks at the checkpoint clock.
-CHECKPOINT_EVERY = 50
 SENT = "sent_since_bookmark"
 RETRY = "retry_keys"
 
@@ -266,28 +264,20 @@ class ListReplication:
 
     def delivered(self, row: Row) -> None:
         """The SDK wrote `row` and synced its children: move the bookmark past it."""
-        if self.replication_key:
-            self.delivered_key(str(row.get(self.key_field)), row.get(self.replication_key))
-
-    def delivered_key(self, key: str, value: str | None) -> None:
-        """The record `key`, at replication value `value`, was written (and its children
-        synced): move the bookmark past it."""
         if not self.replication_key:
             return
+        key, value = str(row.get(self.key_field)), row.get(self.replication_key)
         bookmark = self.bookmark
         if self.proven:
             bookmark.advance(key, value, self.ceiling)
         elif bookmark.retry:
             bookmark.retry.discard(key)
-        if self.failed and key in self.failed:
+        if key in self.failed:
             bookmark.retry.add(key)
         bookmark.write(self.state, self.replication_key)
 
-    def checkpoint_due(self, sent: int) -> bool:
-        """Whether a STATE is due after the `sent`-th record: the clock is read every
-        `CHECKPOINT_EVERY` records, a STATE written every `CHECKPOINT_SECONDS`."""
-        if sent % CHECKPOINT_EVERY:
-            return False
+    def checkpoint_due(self) -> bool:
+        """Whether a STATE is due: one every `CHECKPOINT_SECONDS`."""
         now = time.monotonic()
         if now - self._last_checkpoint >= CHECKPOINT_SECONDS:
             self._last_checkpoint = now
@@ -305,11 +295,8 @@ class ListReplication:
         ):
             self.bookmark.value = max(below)
             self.bookmark.prune()
-        self._store()
+        if self.replication_key:
+            self.bookmark.write(self.state, self.replication_key)
 
     def close(self) -> None:
         self.snapshot.close()
-
-    def _store(self) -> None:
-        if self.replication_key:
-            self.bookmark.write(self.state, self.replication_key)
