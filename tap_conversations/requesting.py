@@ -14,7 +14,6 @@ from http import HTTPStatus
 from urllib.parse import quote, urlparse
 
 import backoff
-import msgspec
 from singer_sdk.exceptions import RetriableAPIError
 from typing_extensions import override
 
@@ -77,12 +76,6 @@ class ProviderStream(CompatStream):
         super().__init__(tap=tap)
         self.conversations_tap = t.cast("ConversationsTap", tap)
         self._retry_policy: RetryPolicy | None = None
-
-    @property
-    def page_decoder(self) -> msgspec.json.Decoder[t.Any] | None:
-        """Decodes a page that is exactly what the schema says, its records type-checked in C
-        (`record_types`); `None`: pages are decoded untyped."""
-        return None
 
     # Provider plumbing -------------------------------------------------------------------
 
@@ -229,7 +222,7 @@ class ProviderStream(CompatStream):
                 f"{redact_text(response.text)[:300]}"
             )
         try:
-            check_json_body(response, self.page_decoder)  # not JSON, not UTF-8: `BadBody`, retried
+            check_json_body(response)  # not JSON, not UTF-8: `BadBody`, retried
         except RecursionError:
             # msgspec stops at ~1,000 levels; asking again would get the same body.
             msg = f"{self.describe(response)}: the JSON body nests too deeply to decode"

@@ -129,7 +129,7 @@ class Snapshot:
         # A body is the record's JSON in the SDK's own encoding (`singer_sdk.contrib.msgspec`).
         self._encode_json = json_encoder.encode
 
-    def add(self, scan: int, key: str, value: str | None, row: t.Any) -> None:
+    def add(self, scan: int, key: str, value: str | None, row: Row | None) -> None:
         """A version read by scan number `scan`: the record's key, its replication value (an
         ISO-8601 timestamp, or None) and the record (None: known, but not to be sent)."""
         try:
