@@ -26,11 +26,10 @@ import datetime
 import time
 import typing as t
 from dataclasses import dataclass, field
-from itertools import repeat
 
 from tap_conversations.errors import prefix
 from tap_conversations.records import utc_timestamp
-from tap_conversations.snapshot import Record, ScanWatch, Snapshot, utc_now_text
+from tap_conversations.snapshot import ScanWatch, Snapshot, utc_now_text
 
 if t.TYPE_CHECKING:
     import logging
@@ -39,18 +38,10 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 Row = dict[str, t.Any]
-TypedRecord = Row  # records are plain dicts now; the scan's rewrite drops this name
-
-
-def field_values(rows: t.Sequence[Row], name: str) -> list[t.Any]:
-    return [row.get(name) for row in rows]
-
 
 MAX_SCANS = 3
 CLOCK_MARGIN = datetime.timedelta(seconds=60)
 CHECKPOINT_SECONDS = 1.0
-#: Records a list stream sends between two looks at the checkpoint clock.
-CHECKPOINT_EVERY = 50
 SENT = "sent_since_bookmark"
 RETRY = "retry_keys"
 
@@ -101,17 +92,6 @@ class Bookmark:
         if key in self.retry or value is None or self.value is None:
             return True
         return value >= self.value and self.sent.get(key) != value
-
-    def wanted(self, keys: t.Sequence[str], values: t.Sequence[str | None]) -> list[bool]:
-        """`wants` of each (key, value), worked out for a whole batch where it can be."""
-        if self.value is None and not self.retry:
-            return [True] * len(keys)
-        if not self.retry and None not in values:
-            floor = t.cast("str", self.value)
-            newer = list(map(str.__ge__, t.cast("t.Sequence[str]", values), repeat(floor)))
-            if not self.sent or True not in newer:
-                return newer
-        return list(map(self.wants, keys, values))
 
     def advance(self, key: str, value: str | None, ceiling: str) -> None:
         """This version was delivered, and every version ordered before it in the snapshot."""
@@ -176,11 +156,9 @@ class ReplicatedList(t.Protocol):
 
     def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
 
-    def request_pages(self, context: Context | None) -> Iterable[list[Row | TypedRecord]]: ...
+    def request_records(self, context: Context | None) -> Iterable[Row]: ...
 
-    def checked_batch(
-        self, rows: list[Row | TypedRecord], context: Context | None = None
-    ) -> list[Row | TypedRecord]: ...
+    def checked_record(self, row: Row, context: Context | None = None) -> Row | None: ...
 
 
 class ListReplication:
@@ -242,48 +220,33 @@ class ListReplication:
     def _read(
         self, attempt: int, watch: ScanWatch, on_kept: t.Callable[[int], None] | None
     ) -> None:
-        """One scan: the records, checked and kept in the snapshot a page at a time (each
-        step on a whole page: per record, most of them cost less than a Python call)."""
+        """One scan: the stream's records, checked, each kept in the snapshot as it comes."""
         read = 0
-        key_field, replication_key, context = self.key_field, self.replication_key, self.context
-        started_second = watch.started[:19]
-        for page in self.stream.request_pages(context):
-            rows = self.stream.checked_batch(page, context)
-            keys = list(map(str, field_values(rows, key_field)))
-            values = field_values(rows, replication_key) if replication_key else [None] * len(rows)
-            if replication_key and max(filter(None, values), default="") >= started_second:
-                self._watch_fresh(keys, values, watch)
-            kept = self.bookmark.wanted(keys, values)
-            sent: t.Sequence[Record | None] = rows
-            if False in kept:
-                sent = [row if keep else None for row, keep in zip(rows, kept, strict=True)]
-            if on_kept is not None:
-                on_kept(kept.count(True))
-            self.snapshot.add(attempt, keys, values, sent)
-            read += len(rows)
+        stream, context, replication_key = self.stream, self.context, self.replication_key
+        for raw in stream.request_records(context):
+            row = stream.checked_record(raw, context)
+            if row is None:
+                continue
+            key = str(row.get(self.key_field))
+            value = row.get(replication_key) if replication_key else None
+            if self._fresh(value, watch) and self.snapshot.new_version(key, value):
+                # updated after the scan began, and not a version an earlier scan holds
+                watch.moved(f"record {key} was updated while the list was read")
+            wanted = self.bookmark.wants(key, value)
+            if wanted and on_kept is not None:
+                on_kept(1)
+            self.snapshot.add(attempt, key, value, row if wanted else None)
+            read += 1
         watch.finish(read, self.snapshot.distinct(attempt))
 
-    def _watch_fresh(self, keys: list[str], values: list[str | None], watch: ScanWatch) -> None:
-        """Tell `watch` of the records updated after the scan began (before the snapshot takes
-        them: a version it has from an earlier scan is no news)."""
-        started_second = watch.started[:19]
-        for key, value in zip(keys, values, strict=True):
-            if (
-                value is not None
-                and value >= started_second
-                and self._fresh(value, watch)
-                and self.snapshot.new_version(key, value)
-            ):
-                watch.moved(f"record {key} was updated while the list was read")
-
     @staticmethod
-    def _fresh(value: str | None, watch: ScanWatch) -> bool:
+    def _fresh(value: t.Any, watch: ScanWatch) -> bool:
         """Whether a version may have been made after the scan began.
 
         A whole-second value (an API that rounds to the second) counts from the second the
         scan began in.
         """
-        if value is None:
+        if not isinstance(value, str):
             return False
         return value > watch.started or (value[19:26] == ".000000" and value > watch.started[:19])
 
@@ -301,28 +264,20 @@ class ListReplication:
 
     def delivered(self, row: Row) -> None:
         """The SDK wrote `row` and synced its children: move the bookmark past it."""
-        if self.replication_key:
-            self.delivered_key(str(row.get(self.key_field)), row.get(self.replication_key))
-
-    def delivered_key(self, key: str, value: str | None) -> None:
-        """The record `key`, at replication value `value`, was written (and its children
-        synced): move the bookmark past it."""
         if not self.replication_key:
             return
+        key, value = str(row.get(self.key_field)), row.get(self.replication_key)
         bookmark = self.bookmark
         if self.proven:
             bookmark.advance(key, value, self.ceiling)
         elif bookmark.retry:
             bookmark.retry.discard(key)
-        if self.failed and key in self.failed:
+        if key in self.failed:
             bookmark.retry.add(key)
         bookmark.write(self.state, self.replication_key)
 
-    def checkpoint_due(self, sent: int) -> bool:
-        """Whether a STATE is due after the `sent`-th record: the clock is read every
-        `CHECKPOINT_EVERY` records, a STATE written every `CHECKPOINT_SECONDS`."""
-        if sent % CHECKPOINT_EVERY:
-            return False
+    def checkpoint_due(self) -> bool:
+        """Whether a STATE is due: one every `CHECKPOINT_SECONDS`."""
         now = time.monotonic()
         if now - self._last_checkpoint >= CHECKPOINT_SECONDS:
             self._last_checkpoint = now
@@ -340,11 +295,8 @@ class ListReplication:
         ):
             self.bookmark.value = max(below)
             self.bookmark.prune()
-        self._store()
+        if self.replication_key:
+            self.bookmark.write(self.state, self.replication_key)
 
     def close(self) -> None:
         self.snapshot.close()
-
-    def _store(self) -> None:
-        if self.replication_key:
-            self.bookmark.write(self.state, self.replication_key)
