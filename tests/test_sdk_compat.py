@@ -159,8 +159,16 @@ def test_the_private_sdk_surface_is_this_list_and_no_longer() -> None:
         "_increment_stream_state",  # this tap's bookmarks
         "_write_state_message",  # `checkpoint`
         "_request",  # `send_prepared`
-        "singer_sdk.helpers._state",  # PROGRESS_MARKERS, `drop_progress_markers`
         "_env_var_config",  # `--config ENV` with nested settings (env.py)
-        "_env_var_prefix",  # idem
-        "singer_sdk.helpers._classproperty",  # idem
     }
+
+
+def test_what_sdk_compat_restates_of_the_sdk_still_holds() -> None:
+    """Values sdk_compat writes out instead of importing them from private SDK modules."""
+    from singer_sdk.helpers._state import PROGRESS_MARKERS  # noqa: PLC0415
+
+    from tap_conversations.sdk_compat.stream import PROGRESS_MARKERS as OURS  # noqa: PLC0415
+    from tap_conversations.tap import TapConversations  # noqa: PLC0415
+
+    assert OURS == PROGRESS_MARKERS
+    assert TapConversations._env_var_prefix == "TAP_CONVERSATIONS_"

@@ -6,7 +6,6 @@ import json
 import os
 import typing as t
 
-from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.plugin_base import PluginBase
 
 # ----------------------------------------------------------------------------------------------
@@ -75,15 +74,25 @@ def _deep_merge(base: dict[str, t.Any], extra: t.Mapping[str, t.Any]) -> dict[st
     return merged
 
 
+class _ClassProperty:
+    """A read-only property of the class (what the SDK's private `classproperty` is)."""
+
+    def __init__(self, getter: t.Callable[[t.Any], t.Any]) -> None:
+        self.fget = getter
+
+    def __get__(self, instance: object, owner: type) -> t.Any:
+        return self.fget(owner)
+
+
 class NestedEnvConfig(PluginBase):
     """Mixin for the tap class: `--config ENV` reads nested settings and numbers too."""
 
-    @classproperty
+    @_ClassProperty
     def _env_var_config(cls) -> dict[str, t.Any]:
         sdk_version = PluginBase.__dict__["_env_var_config"].fget
         config: dict[str, t.Any] = sdk_version(cls)  # loads .env into os.environ first
         schema = cls.config_jsonschema
-        prefix = cls._env_var_prefix
+        prefix = f"{cls.name.upper().replace('-', '_')}_"  # the SDK's `<TAP>_`
         for key, prop in schema.get("properties", {}).items():
             value = config.get(key)
             if isinstance(value, str) and "number" in _types(prop):

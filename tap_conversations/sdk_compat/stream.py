@@ -6,7 +6,6 @@ import logging
 import typing as t
 
 from singer_sdk import RESTStream
-from singer_sdk.helpers._state import PROGRESS_MARKERS
 from typing_extensions import override
 
 from tap_conversations.sdk_compat.chatter import (
@@ -15,6 +14,11 @@ from tap_conversations.sdk_compat.chatter import (
     SDK_UNHANDLED_ERROR,
     DemoteSdkChatter,
 )
+
+#: Where the SDK keeps an unsorted stream's progress in a state entry (the private constant
+#: `singer_sdk.helpers._state.PROGRESS_MARKERS`, guarded by tests/test_sdk_compat.py).
+PROGRESS_MARKERS = "progress_markers"
+
 
 if t.TYPE_CHECKING:
     import requests
