@@ -21,8 +21,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests import pg_cluster
+from tests.airbyte_messages import configured_catalog, expected_records, run_source
 from tests.children import DERIVED
 from tests.meltano_project import ROOT, VENV_BIN, clean_env, copy_project
 
@@ -31,7 +33,6 @@ if t.TYPE_CHECKING:
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-README = ROOT / "README.md"
 STREAMS = {
     "perform_engage": [
         "perform_engage_conversations",
@@ -49,55 +50,74 @@ STREAMS = {
 STOCK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-#: The README sections whose shell blocks this module runs (the orchestration section has its
-#: own test, tests/test_orchestration_readme.py).
-SECTIONS = ("## Quick start", "## Running it\n")
+#: Every page whose bash blocks must each be run by a test.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def section(text: str, heading: str) -> str:
-    start = text.index(heading)
-    end = text.find("\n## ", start + len(heading))
-    return text[start : end if end != -1 else len(text)]
+def bash_blocks(page: Path) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.DOTALL)
 
 
-def bash_blocks() -> list[str]:
-    text = README.read_text()
-    return [
-        found
-        for heading in SECTIONS
-        for found in re.findall(r"```bash\n(.*?)```", section(text, heading), flags=re.DOTALL)
-    ]
-
-
-def block(first_command: str) -> str:
-    """The one README block whose first line starts with `first_command`."""
-    found = [b for b in bash_blocks() if b.startswith(first_command)]
-    assert len(found) == 1, f"README: expected one bash block starting {first_command!r}"
+def block(name: str) -> str:
+    """The one block of its page that `BLOCKS[name]` names (by its first line)."""
+    page, first_command = BLOCKS[name]
+    found = [b for b in bash_blocks(ROOT / page) if b.startswith(first_command)]
+    assert len(found) == 1, f"{page}: expected one bash block starting {first_command!r}"
     return found[0]
 
 
+#: The bash blocks this module runs: name -> (page, how the block starts).
 BLOCKS = {
-    "demo": "./scripts/demo.sh",
-    "test": "./scripts/test.sh",
-    "install": "source .venv/bin/activate\nmeltano install",
-    "perform_engage": "meltano config set tap-conversations perform_engage.",
-    "onq": "meltano config set tap-conversations onq.",
-    "respondent": "meltano config set tap-conversations respondent.",
-    "run": "meltano invoke tap-conversations:check",
-    "postgres": "meltano config set target-postgres",
-    "select": "meltano select",
-    "without_meltano": "source .venv/bin/activate\ntap-conversations",
+    "demo": ("README.md", "./scripts/demo.sh"),
+    "test": ("README.md", "./scripts/test.sh"),
+    "add_to_project": ("README.md", "meltano install extractor tap-conversations"),
+    "pip": ("README.md", "python3 -m venv .venv-tap"),
+    "install": ("README.md", "source .venv/bin/activate\nmeltano install"),
+    "perform_engage": ("README.md", "meltano config set tap-conversations perform_engage."),
+    "onq": ("README.md", "meltano config set tap-conversations onq."),
+    "respondent": ("README.md", "meltano config set tap-conversations respondent."),
+    "run": ("README.md", "meltano invoke tap-conversations:check"),
+    "postgres": ("README.md", "meltano config set target-postgres"),
+    "select": ("README.md", "meltano select"),
+    "without_meltano": ("README.md", "source .venv/bin/activate\ntap-conversations"),
+    "airbyte": ("docs/airbyte.md", "source-conversations spec"),
+}
+#: Blocks another test module runs as written.
+RUN_ELSEWHERE = {
+    (
+        "docs/orchestration.md",
+        "uv sync --group orchestration",
+    ): "tests/test_orchestration_readme.py",
+}
+#: Blocks no test can run here, each with its reason.
+NOT_RUN = {
+    ("docs/airbyte.md", "docker build"): (
+        "no Docker on these machines; tests/test_airbyte_image.py runs the Dockerfile's install "
+        "step outside Docker and checks its labels and entrypoint"
+    ),
 }
 
 
-def test_every_bash_block_is_one_this_module_runs() -> None:
-    assert len(bash_blocks()) == len(BLOCKS)
-    for first in BLOCKS.values():
-        block(first)  # exactly one each
+def test_every_bash_block_of_every_page_is_run_by_a_test() -> None:
+    known = [*BLOCKS.values(), *RUN_ELSEWHERE, *NOT_RUN]
+    for page in PAGES:
+        relative = str(page.relative_to(ROOT))
+        for found in bash_blocks(page):
+            owners = [
+                first for where, first in known if where == relative and found.startswith(first)
+            ]
+            assert len(owners) == 1, f"{relative}: no test runs the bash block {found[:80]!r}"
+    for name in BLOCKS:
+        block(name)  # exactly one each
+    for (page, first), owner in RUN_ELSEWHERE.items():
+        assert any(b.startswith(first) for b in bash_blocks(ROOT / page)), (page, first)
+        assert (ROOT / owner).exists(), owner
+    for page, first in NOT_RUN:
+        assert any(b.startswith(first) for b in bash_blocks(ROOT / page)), (page, first)
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    assert block(BLOCKS["test"]).strip() == "./scripts/test.sh"
+    assert block("test").strip() == "./scripts/test.sh"
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
 
 
@@ -143,7 +163,7 @@ class Project:
         return self
 
     def run(self, name: str, *, ok: bool = True, **values: str) -> subprocess.CompletedProcess[str]:
-        script = block(BLOCKS[name])
+        script = block(name)
         for example, real in {**self.values, **values}.items():
             script = script.replace(example, real)
         completed = subprocess.run(
@@ -318,7 +338,7 @@ def test_demo_on_a_stock_python_without_uv(tmp_path: Path) -> None:
     env["PYTHON"] = "/usr/bin/python3"
     env["UV_CACHE_DIR"] = os.environ.get("UV_CACHE_DIR", str(Path.home() / ".cache" / "uv"))
     completed = subprocess.run(
-        ["bash", "-e", "-c", block(BLOCKS["demo"])],
+        ["bash", "-e", "-c", block("demo")],
         cwd=root,
         env=env,
         capture_output=True,
@@ -333,3 +353,111 @@ def test_demo_on_a_stock_python_without_uv(tmp_path: Path) -> None:
     csvs = {p.stem for p in (root / "output" / "csv").glob("*.csv")}
     assert csvs == {s for streams in STREAMS.values() for s in streams}
     assert "Rows written" in completed.stdout
+
+
+def readme_extractor_entry() -> dict[str, t.Any]:
+    """The README's `meltano.yml` lines for an existing project (a list of one extractor)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    (entry,) = [yaml.safe_load(b) for b in blocks if "name: tap-conversations" in b]
+    return t.cast("dict[str, t.Any]", entry[0])
+
+
+def test_an_existing_meltano_project_installs_and_runs_the_tap_as_the_readme_says(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    plugins = yaml.safe_load((ROOT / "meltano.yml").read_text())["plugins"]
+    (ours,) = plugins["extractors"]
+    readme = readme_extractor_entry()
+    # The README's lines are this repository's entry, but for where pip installs it from.
+    assert {k: v for k, v in readme.items() if k != "pip_url"} == {
+        k: ours[k] for k in readme if k != "pip_url"
+    }
+    assert readme["pip_url"].startswith("git+https://")
+    checkout = copy_project(tmp_path / "tap-conversations")  # the git URL's stand-in
+    root = tmp_path / "existing-project"
+    root.mkdir()
+    jsonl = next(p for p in plugins["loaders"] if p["name"] == "target-jsonl")
+    project_yml = {
+        "project_id": "an-existing-project",
+        "default_environment": "dev",
+        "environments": [{"name": "dev"}],
+        "plugins": {
+            "extractors": [{**ours, "pip_url": str(checkout)}],
+            "loaders": [jsonl],  # the project's own loader, installed before the tap was added
+        },
+    }
+    (root / "meltano.yml").write_text(yaml.safe_dump(project_yml, sort_keys=False))
+    project = Project(root)
+    project.sandbox = sandbox
+    project.values = sandbox_values(sandbox)
+    meltano = str(VENV_BIN / "meltano")
+    subprocess.run(
+        [meltano, "install", "loader", "target-jsonl"],
+        cwd=root,
+        env=project.env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+    project.run("add_to_project")
+    project.configure("onq")
+    completed = project.run("run")
+    assert completed.stdout.splitlines() == ["onq (onQ): ok"]
+    assert project.jsonl_counts() == expected_counts(sandbox, "onq")
+    assert "api_secret" not in (root / "meltano.yml").read_text()  # secrets went to .env
+
+
+def test_pip_installs_the_three_commands_into_a_venv_of_their_own(tmp_path: Path) -> None:
+    copy_project(tmp_path / "tap-conversations")  # "a checkout of this repository"
+    completed = subprocess.run(
+        ["bash", "-e", "-c", block("pip")],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.startswith("tap-conversations v0.1.0")
+    for command in ("tap-conversations", "tap-conversations-check", "source-conversations"):
+        assert (tmp_path / ".venv-tap" / "bin" / command).exists(), command
+    spec = subprocess.run(
+        [str(tmp_path / ".venv-tap" / "bin" / "source-conversations"), "spec"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert spec.returncode == 0, spec.stderr[-2000:]  # the protocol models came with the tap
+    assert json.loads(spec.stdout)["type"] == "SPEC"
+
+
+def test_the_airbyte_commands_run_as_written(sandbox: Sandbox, tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(sandbox.tap_config()))
+    discovered = run_source(["discover", "--config", str(config)])
+    (catalog,) = [m["catalog"] for m in discovered.messages if m["type"] == "CATALOG"]
+    (tmp_path / "configured_catalog.json").write_text(json.dumps(configured_catalog(catalog)))
+
+    completed = subprocess.run(
+        ["bash", "-e", "-c", block("airbyte")],
+        cwd=tmp_path,
+        env=clean_env(TAP_CONVERSATIONS_PROGRESS_INTERVAL_SECONDS="0"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    printed = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert [m["type"] for m in printed] == ["SPEC", "CONNECTION_STATUS"]
+    assert printed[1]["connectionStatus"]["status"] == "SUCCEEDED"
+    written = [json.loads(line) for line in (tmp_path / "catalog.json").read_text().splitlines()]
+    assert [m["type"] for m in written if m["type"] != "LOG"] == ["CATALOG"]
+    messages = (tmp_path / "messages.jsonl").read_text().splitlines()
+    counts = Counter(
+        m["record"]["stream"] for m in map(json.loads, messages) if m["type"] == "RECORD"
+    )
+    assert counts == {stream: len(rows) for stream, rows in expected_records(sandbox).items()}
