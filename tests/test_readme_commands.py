@@ -405,7 +405,9 @@ def test_an_existing_meltano_project_installs_and_runs_the_tap_as_the_readme_say
     completed = project.run("run")
     assert completed.stdout.splitlines() == ["onq (onQ): ok"]
     assert project.jsonl_counts() == expected_counts(sandbox, "onq")
-    assert "api_secret" not in (root / "meltano.yml").read_text()  # secrets went to .env
+    secret = sandbox.tap_config()["onq"]["api_secret"]
+    assert secret not in (root / "meltano.yml").read_text()
+    assert secret in (root / ".env").read_text()  # a `sensitive` setting: kept in .env
 
 
 def test_pip_installs_the_three_commands_into_a_venv_of_their_own(tmp_path: Path) -> None:
