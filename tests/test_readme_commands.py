@@ -422,7 +422,7 @@ def test_pip_installs_the_three_commands_into_a_venv_of_their_own(tmp_path: Path
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.startswith("tap-conversations v0.1.0")
+    assert completed.stdout.splitlines()[-1].startswith("tap-conversations v0.1.0")
     for command in ("tap-conversations", "tap-conversations-check", "source-conversations"):
         assert (tmp_path / ".venv-tap" / "bin" / command).exists(), command
     spec = subprocess.run(
