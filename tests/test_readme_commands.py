@@ -2,7 +2,8 @@
 
 A registry below names each block and the test that runs it (this module,
 tests/test_readme_install.py, tests/test_orchestration_readme.py), or why none can. The blocks
-are read from the pages themselves, so a command cannot change there without being run. Only the example values are replaced by the sandbox's (URL, user, keys, the PostgreSQL
+are read from the pages themselves, so a command cannot change there without being run.
+Only the example values are replaced by the sandbox's (URL, user, keys, the PostgreSQL
 URL); onQ and Respondent are also pointed at the sandbox with one extra `meltano config set
 ... api_url` each, since their blocks rely on the vendors' default URLs. Each scenario runs in
 one fresh copy of the project: the install block (`meltano install`) runs once per module, and
