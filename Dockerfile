@@ -5,8 +5,8 @@
 #   docker run --rm -v "$PWD/secrets:/secrets" airbyte/source-conversations:0.1.0 \
 #       check --config /secrets/config.json
 #
-# Dependencies are installed exactly as pinned in uv.lock: runtime + the `airbyte` extra, no
-# dependency group (dev tools, orchestration).
+# Dependencies are installed exactly as pinned in uv.lock: the runtime ones (the Airbyte protocol
+# models included), no extra and no dependency group (dev tools, orchestration).
 # Keep io.airbyte.version equal to the version in pyproject.toml (a test checks it).
 
 FROM python:3.11-slim AS build
@@ -14,7 +14,7 @@ RUN pip install --no-cache-dir "uv>=0.9,<1"
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 COPY tap_conversations ./tap_conversations
-RUN uv export --frozen --no-default-groups --extra airbyte --no-emit-project --no-hashes \
+RUN uv export --frozen --no-default-groups --no-emit-project --no-hashes \
         --output-file requirements.txt \
     && uv venv /opt/venv \
     && uv pip install --no-cache --python /opt/venv/bin/python -r requirements.txt \

@@ -1,1 +1,1 @@
-"""Partitioned Meltano runs of tap-conversations on Dagster (see README, "Running at scale")."""
+"""Partitioned Meltano runs of tap-conversations on Dagster (see docs/orchestration.md)."""

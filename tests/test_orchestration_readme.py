@@ -1,6 +1,6 @@
-"""The README's "Running at scale" commands, run as written (end to end, slow).
+"""The commands of docs/orchestration.md, run as written (end to end, slow).
 
-Every line of the section's command block must be one this test knows and runs, so the README
+Every line of the page's command block must be one this test knows and runs, so the page
 cannot drift from what works. Differences from a user's shell, all forced by running inside a
 test: `uv run X` runs `.venv/bin/X` (scripts/test.sh has just run `uv sync`), `$PWD` is a
 temporary directory, the sandbox and `dagster dev` get free ports instead of 8765 and 3000
@@ -47,7 +47,7 @@ BACKFILL = (
     "--all all --noprompt"
 )
 COMMANDS = [
-    "uv sync",
+    "uv sync --group orchestration",
     "uv run meltano install",
     'export DAGSTER_HOME=$PWD/.dagster && mkdir -p "$DAGSTER_HOME"',
     "uv run dagster instance migrate",
@@ -62,13 +62,12 @@ COMMANDS = [
 
 
 def readme_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    return text.split("## Running at scale", 1)[1].split("\n## ", 1)[0]
+    return (ROOT / "docs" / "orchestration.md").read_text()
 
 
 def readme_block(language: str) -> str:
     blocks = re.findall(rf"```{language}\n(.*?)```", readme_section(), flags=re.DOTALL)
-    assert blocks, f"no {language} block in 'Running at scale'"
+    assert blocks, f"no {language} block in docs/orchestration.md"
     return str(blocks[0])
 
 
@@ -201,7 +200,7 @@ def test_the_readme_commands_work_as_written(warehouse: Warehouse, tmp_path: Pat
 
 
 def run_readme_commands(shell: Shell, warehouse: Warehouse, work: Path) -> None:
-    # `uv sync`: scripts/test.sh ran it before pytest started.
+    # `uv sync --group orchestration`: scripts/test.sh synced every group before pytest started.
     shell.run(argv("uv run meltano install"))
     home = subprocess.run(
         ["bash", "-c", f'{COMMANDS[2]} && printf %s "$DAGSTER_HOME"'],

@@ -161,8 +161,8 @@ def test_postgres_holds_every_record_once_with_its_values(
 
 
 def readme_query(provider_label: str) -> str:
-    """The README's SQL example for a provider (its first line is `-- <label>: ...`)."""
-    blocks = re.findall(r"```sql\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """docs/streams.md's SQL example for a provider (its first line is `-- <label>: ...`)."""
+    blocks = re.findall(r"```sql\n(.*?)```", (ROOT / "docs" / "streams.md").read_text(), re.S)
     query = next(b for b in blocks if b.startswith(f"-- {provider_label}:"))
     return query.strip().removesuffix(";")  # `rows` wraps it in a subquery
 

@@ -1,7 +1,9 @@
-"""Every shell block of README.md runs, as written, against the sandbox.
+"""Every bash block of README.md and docs/*.md is run by a test; the README's run here.
 
-The blocks are read from the README itself, so a command cannot change there without being run
-here. Only the example values are replaced by the sandbox's (URL, user, keys, the PostgreSQL
+A registry below names each block and the test that runs it (this module,
+tests/test_readme_install.py, tests/test_orchestration_readme.py), or why none can. The blocks
+are read from the pages themselves, so a command cannot change there without being run.
+Only the example values are replaced by the sandbox's (URL, user, keys, the PostgreSQL
 URL); onQ and Respondent are also pointed at the sandbox with one extra `meltano config set
 ... api_url` each, since their blocks rely on the vendors' default URLs. Each scenario runs in
 one fresh copy of the project: the install block (`meltano install`) runs once per module, and
@@ -31,7 +33,6 @@ if t.TYPE_CHECKING:
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-README = ROOT / "README.md"
 STREAMS = {
     "perform_engage": [
         "perform_engage_conversations",
@@ -49,55 +50,75 @@ STREAMS = {
 STOCK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-#: The README sections whose shell blocks this module runs (the orchestration section has its
-#: own test, tests/test_orchestration_readme.py).
-SECTIONS = ("## Quick start", "## Running it\n")
+#: Every page whose bash blocks must each be run by a test.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def section(text: str, heading: str) -> str:
-    start = text.index(heading)
-    end = text.find("\n## ", start + len(heading))
-    return text[start : end if end != -1 else len(text)]
+def bash_blocks(page: Path) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.DOTALL)
 
 
-def bash_blocks() -> list[str]:
-    text = README.read_text()
-    return [
-        found
-        for heading in SECTIONS
-        for found in re.findall(r"```bash\n(.*?)```", section(text, heading), flags=re.DOTALL)
-    ]
-
-
-def block(first_command: str) -> str:
-    """The one README block whose first line starts with `first_command`."""
-    found = [b for b in bash_blocks() if b.startswith(first_command)]
-    assert len(found) == 1, f"README: expected one bash block starting {first_command!r}"
+def block(name: str) -> str:
+    """The one block of its page that `BLOCKS[name]` names (by its first line)."""
+    page, first_command = BLOCKS[name]
+    found = [b for b in bash_blocks(ROOT / page) if b.startswith(first_command)]
+    assert len(found) == 1, f"{page}: expected one bash block starting {first_command!r}"
     return found[0]
 
 
+#: The bash blocks run here and in tests/test_readme_install.py (`add_to_project`, `pip`,
+#: `airbyte`): name -> (page, how the block starts).
 BLOCKS = {
-    "demo": "./scripts/demo.sh",
-    "test": "./scripts/test.sh",
-    "install": "source .venv/bin/activate\nmeltano install",
-    "perform_engage": "meltano config set tap-conversations perform_engage.",
-    "onq": "meltano config set tap-conversations onq.",
-    "respondent": "meltano config set tap-conversations respondent.",
-    "run": "meltano invoke tap-conversations:check",
-    "postgres": "meltano config set target-postgres",
-    "select": "meltano select",
-    "without_meltano": "source .venv/bin/activate\ntap-conversations",
+    "demo": ("README.md", "./scripts/demo.sh"),
+    "test": ("README.md", "./scripts/test.sh"),
+    "add_to_project": ("README.md", "meltano install extractor tap-conversations"),
+    "pip": ("README.md", "python3 -m venv .venv-tap"),
+    "install": ("README.md", "source .venv/bin/activate\nmeltano install"),
+    "perform_engage": ("README.md", "meltano config set tap-conversations perform_engage."),
+    "onq": ("README.md", "meltano config set tap-conversations onq."),
+    "respondent": ("README.md", "meltano config set tap-conversations respondent."),
+    "run": ("README.md", "meltano invoke tap-conversations:check"),
+    "postgres": ("README.md", "meltano config set target-postgres"),
+    "select": ("README.md", "meltano select"),
+    "without_meltano": ("README.md", "source .venv/bin/activate\ntap-conversations"),
+    "airbyte": ("docs/airbyte.md", "source-conversations spec"),
+}
+#: Blocks another test module runs as written.
+RUN_ELSEWHERE = {
+    (
+        "docs/orchestration.md",
+        "uv sync --group orchestration",
+    ): "tests/test_orchestration_readme.py",
+}
+#: Blocks no test can run here, each with its reason.
+NOT_RUN = {
+    ("docs/airbyte.md", "docker build"): (
+        "no Docker on these machines; tests/test_airbyte_image.py runs the Dockerfile's install "
+        "step outside Docker and checks its labels and entrypoint"
+    ),
 }
 
 
-def test_every_bash_block_is_one_this_module_runs() -> None:
-    assert len(bash_blocks()) == len(BLOCKS)
-    for first in BLOCKS.values():
-        block(first)  # exactly one each
+def test_every_bash_block_of_every_page_is_run_by_a_test() -> None:
+    known = [*BLOCKS.values(), *RUN_ELSEWHERE, *NOT_RUN]
+    for page in PAGES:
+        relative = str(page.relative_to(ROOT))
+        for found in bash_blocks(page):
+            owners = [
+                first for where, first in known if where == relative and found.startswith(first)
+            ]
+            assert len(owners) == 1, f"{relative}: no test runs the bash block {found[:80]!r}"
+    for name in BLOCKS:
+        block(name)  # exactly one each
+    for (page, first), owner in RUN_ELSEWHERE.items():
+        assert any(b.startswith(first) for b in bash_blocks(ROOT / page)), (page, first)
+        assert (ROOT / owner).exists(), owner
+    for page, first in NOT_RUN:
+        assert any(b.startswith(first) for b in bash_blocks(ROOT / page)), (page, first)
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    assert block(BLOCKS["test"]).strip() == "./scripts/test.sh"
+    assert block("test").strip() == "./scripts/test.sh"
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
 
 
@@ -143,7 +164,7 @@ class Project:
         return self
 
     def run(self, name: str, *, ok: bool = True, **values: str) -> subprocess.CompletedProcess[str]:
-        script = block(BLOCKS[name])
+        script = block(name)
         for example, real in {**self.values, **values}.items():
             script = script.replace(example, real)
         completed = subprocess.run(
@@ -318,7 +339,7 @@ def test_demo_on_a_stock_python_without_uv(tmp_path: Path) -> None:
     env["PYTHON"] = "/usr/bin/python3"
     env["UV_CACHE_DIR"] = os.environ.get("UV_CACHE_DIR", str(Path.home() / ".cache" / "uv"))
     completed = subprocess.run(
-        ["bash", "-e", "-c", block(BLOCKS["demo"])],
+        ["bash", "-e", "-c", block("demo")],
         cwd=root,
         env=env,
         capture_output=True,

@@ -1,4 +1,4 @@
 """The tap as an Airbyte source: a thin adapter over `TapConversations` and its streams.
 
-Needs the `airbyte` extra (`pip install 'tap-conversations[airbyte]'`); run `source-conversations`.
+Installed with the tap (the protocol models are a plain dependency); run `source-conversations`.
 """
