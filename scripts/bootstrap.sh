@@ -26,4 +26,4 @@ else
     fi
 fi
 # With PYTHON set, .venv is built on that interpreter too (CI: the stock /usr/bin/python3).
-"$uv" sync --frozen --quiet ${PYTHON:+--python "$PYTHON"}
+"$uv" sync --frozen --quiet ${PYTHON:+--python "$PYTHON"} "$@"
