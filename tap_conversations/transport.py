@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import msgspec
@@ -47,26 +47,24 @@ class Authenticator(t.Protocol):
     def __call__(self, request: requests.PreparedRequest, /) -> requests.PreparedRequest: ...
 
 
-@dataclass
 class ProviderTransport:
     """The session, authenticator and request gate shared by one provider's streams."""
 
-    label: str = "API"
-    url_setting: str = "api_url"
-    pool_size: int = 10
-    max_requests_per_second: float | None = None
-    stopping: threading.Event = field(default_factory=threading.Event)
-    session: GuardedSession = field(init=False)
-    gate: RequestGate = field(init=False)
-    _authenticator: Authenticator | None = field(default=None, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        self.session = GuardedSession(self.label, self.url_setting)
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
+    def __init__(
+        self,
+        label: str = "API",
+        url_setting: str = "api_url",
+        pool_size: int = 10,
+        max_requests_per_second: float | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.session = GuardedSession(label, url_setting)
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.gate = RequestGate(self.max_requests_per_second, self.stopping)
+        self.gate = RequestGate(max_requests_per_second, stopping)
+        self._authenticator: Authenticator | None = None
+        self._lock = threading.Lock()
 
     def authenticator(self, create: t.Callable[[], Authenticator]) -> Authenticator:
         """The provider's authenticator, built by `create` on first use."""
@@ -80,12 +78,9 @@ class ProviderTransport:
 
 
 class RequestGate:
-    """Holds one provider's requests during a Retry-After pause and under a rate cap.
-
-    Every wait here (and every backoff sleep, through `sleep`) ends as soon as `stopping` is
-    set, with `Interrupted`: a termination signal must not wait out an hour-long Retry-After.
-    Tests replace `now` and `sleep`, so that none waits out a real backoff or Retry-After.
-    """
+    """Holds one provider's requests during a Retry-After pause and under a rate cap. Every
+    wait (backoff sleeps too, `sleep`) ends at once with `Interrupted` when `stopping` is set.
+    Tests replace `now` and `sleep`, so that none waits out a real backoff or Retry-After."""
 
     now = staticmethod(time.monotonic)
 
@@ -133,15 +128,11 @@ def origin(url: str) -> str:
 
 
 class GuardedSession(requests.Session):
-    """A session that reads the environment once, bounds whole answers and keeps credentials
-    on their origin.
-
-    Proxies and the CA bundle are read by requests' own functions, once per scheme and host
-    (with `trust_env`, requests walks the whole environment on every request: under Meltano's
-    large one, the largest cost after the socket); `~/.netrc` is not read. A `timeout` given as
-    one number is a deadline for status line, headers and body together (`_Deadline`). A
-    redirect to another origin is not followed: requests would carry the credentials along.
-    """
+    """A session that reads proxies and the CA bundle from the environment once per host (with
+    `trust_env`, requests walks the whole environment on every request: under Meltano, the
+    largest cost after the socket), whose `timeout` is a deadline for the whole answer, status
+    line, headers and body (`_Deadline`), and which follows a redirect only within the origin
+    (requests would carry the credentials along). `~/.netrc` is not read."""
 
     def __init__(self, label: str = "API", url_setting: str = "api_url") -> None:
         super().__init__()
@@ -206,48 +197,38 @@ class GuardedSession(requests.Session):
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
 
 
-class _Deadline:
-    """Shuts the socket of one exchange down when its time is up (a `threading.Timer`).
-
-    The socket is handed over on every `http.client` send of the exchange: the documented
-    `http.client.send` audit event carries the connection, whose `sock` is public. Requests
-    and urllib3 show a request's connection only once its headers arrived
-    (`response.raw.connection`); this way a server trickling its headers is cut off too.
-    """
+class _Deadline(threading.Timer):
+    """Shuts the socket of one exchange down when its time is up. The socket comes with each
+    `http.client` send (its documented audit event carries the connection, whose `sock` is
+    public): requests shows a request's connection only once the headers are in
+    (`response.raw.connection`), too late to cut off a server trickling them."""
 
     def __init__(self, seconds: float) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._expired = self._done = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        super().__init__(seconds, self._expire)
+        self.daemon = True
+        self.sock: socket.socket | None = None
+        self.expired = False
+        self.start()
 
     def attach(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            if sock is not None and not self._done:
-                self._sock = sock
-                if self._expired:
-                    self._cut()
+        self.sock = sock or self.sock
+        if self.expired:
+            self._cut()
 
     def _expire(self) -> None:
-        with self._lock:
-            if not self._done:  # answered in time: the connection may serve another request
-                self._expired = True
-                self._cut()
+        self.expired = True
+        self._cut()
 
     def _cut(self) -> None:
-        if self._sock is not None:
+        if self.sock is not None:
             with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
 
     def finish(self) -> bool:
-        """The exchange ended; whether its deadline had passed. Its timer thread is gone."""
-        with self._lock:
-            self._done = True
-        self._timer.cancel()
-        self._timer.join()
-        return self._expired
+        """The exchange ended: whether its time was up. The timer's thread is gone."""
+        self.cancel()
+        self.join()
+        return self.expired
 
 
 _current = threading.local()  # `deadline`: the `_Deadline` of the exchange this thread sends
@@ -373,14 +354,9 @@ class RetryPolicy:
                 wait, note = self.wait_after(request, error, next(waits))
                 self.logger.info(
                     "%s: %s %s %s, retrying in %s%s (attempt %d of %d)",
-                    self.label,
-                    request.method,
-                    self.relative_path(request.url),
-                    self.what_failed(request, error),
-                    duration(wait),
-                    note,
-                    attempt + 1,
-                    self.max_tries,
+                    *(self.label, request.method, self.relative_path(request.url)),
+                    *(self.what_failed(request, error), duration(wait), note),
+                    *(attempt + 1, self.max_tries),
                 )
                 self.on_retry()
                 self.gate.sleep(wait)
@@ -444,11 +420,8 @@ class RetryPolicy:
     ) -> ProviderError:
         """One line for a request that still failed after every attempt."""
         response = getattr(error, "response", None)
-        if (
-            isinstance(error, RetriableAPIError)
-            and not isinstance(error, BadBody)
-            and response is not None
-        ):
+        answered = isinstance(error, RetriableAPIError) and not isinstance(error, BadBody)
+        if answered and response is not None:
             last = f"last answer HTTP {response.status_code} {response.reason}"
         else:
             last = f"last error: {self.what_failed(request, error)}"
