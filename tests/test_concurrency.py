@@ -54,7 +54,7 @@ def test_details_are_in_flight_together(sandbox_factory: t.Callable[..., Sandbox
 def test_retry_after_pauses_every_worker(sandbox_factory: t.Callable[..., Sandbox]) -> None:
     sandbox = sandbox_factory(pe_conversations=60, pe_plans=3, latency_ms=5)
     sandbox.settings.faults = FaultSettings(
-        rate=0.08, seed=11, kinds=("429", "503_retry_after"), retry_after_seconds=1
+        rate=0.04, seed=11, kinds=("429", "503_retry_after"), retry_after_seconds=1
     )
     config = {"perform_engage": sandbox.tap_config()["perform_engage"], "max_concurrency": 8}
     result = sync(config)
