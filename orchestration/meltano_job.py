@@ -8,6 +8,7 @@ line: the tap ends a failed run with one line saying what to fix.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -173,6 +174,7 @@ class MeltanoProject:
         # asked (they are DEBUG by default, so a plain run stays quiet).
         env["TAP_CONVERSATIONS_METRICS_LOG_LEVEL"] = "INFO"
         env.update(self._system_dir_env(partition, env))
+        self._migrate_system_database(env)
         outcome = RunOutcome(command=self.command(partition, target))
         with subprocess.Popen(  # noqa: S603 - a fixed command, no shell
             outcome.command,
@@ -248,6 +250,35 @@ class MeltanoProject:
         if "MELTANO_DATABASE_URI" not in env and "database_uri" not in self._meltano_yml():
             extra["MELTANO_DATABASE_URI"] = f"sqlite:///{shared / 'meltano.db'}"
         return extra
+
+    def _migrate_system_database(self, env: t.Mapping[str, str]) -> None:
+        """Bring Meltano's system database up to date, one partition at a time.
+
+        Every `meltano run` migrates the system database as it starts; partitions started
+        together on a fresh PostgreSQL database race on it (`UniqueViolation ...
+        pg_type_typname_nsp_index`, "Cannot upgrade the system database"). Here each run first
+        takes a lock file beside the project's system directory and runs `meltano upgrade
+        database` (quick once up to date), so the migration happens once and the runs that
+        follow find it done. (Runs on other machines sharing one database are not covered:
+        run `meltano install` once there.)
+        """
+        shared = Path(env.get("MELTANO_SYS_DIR_ROOT") or self.root / ".meltano").resolve()
+        lock_path = shared.parent.parent / ".system-db.lock"
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            completed = subprocess.run(  # noqa: S603 - a fixed command, no shell
+                [self.executable, "upgrade", "database"],
+                cwd=self.root,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        if completed.returncode != 0:
+            last = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or ["?"]
+            msg = f"meltano upgrade database failed (exit {completed.returncode}): {last[0]}"
+            raise PartitionsError(msg)
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -11,19 +11,18 @@ request gate, body decoding), `paging`, `records` (schema checks), `replication`
 
 from __future__ import annotations
 
+import datetime
 import typing as t
 from collections import deque
-from itertools import islice, repeat
+from itertools import islice
 
-import msgspec
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
 
 from tap_conversations.errors import ProviderError, prefix
 from tap_conversations.paging import PageKeys
-from tap_conversations.record_types import TypedRecord
 from tap_conversations.records import RecordChecker
-from tap_conversations.replication import SENT, ListReplication, in_the_future
+from tap_conversations.replication import CLOCK_MARGIN, SENT, ListReplication, in_the_future
 from tap_conversations.requesting import ProviderStream
 from tap_conversations.transport import decoded_body
 
@@ -55,36 +54,22 @@ class ApiStream(ProviderStream):
     #: Top-level fields turned into text before the record checks (ids the docs leave
     #: untyped, e.g. onQ's); see `records.RecordChecker`.
     text_fields: tuple[str, ...] = ()
-    #: How a page holds its records, for decoding it typed (`record_types`: a page the
-    #: schema describes exactly is checked in C): "array", a bare JSON array of records;
-    #: "record", the body is the record; None, pages are decoded untyped.
-    typed_body: t.ClassVar[t.Literal["array", "record"] | None] = None
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
         self.checker = RecordChecker(self)
-        self._page_decoder: tuple[type[TypedRecord], msgspec.json.Decoder[t.Any]] | None = None
         #: Set while a list stream scans its list (`replication`), for `parse_response`.
         self.scan_watch: ScanWatch | None = None
         #: The list stream's replication in progress, for its detail children to report to.
         self.replication: ListReplication | None = None
+        #: A child's bookmark stays below this (the run's start less the clock margin).
+        self.bookmark_ceiling = ""
         #: The record whose children are being synced (see `generate_child_contexts`).
         self.record_for_children: dict[str, t.Any] | None = None
         #: While `request_pages` runs: each page's records, as `parse_response` returns them.
         self._pages: list[list[t.Any]] | None = None
 
     # Pages ------------------------------------------------------------------------------
-
-    @property
-    @override
-    def page_decoder(self) -> msgspec.json.Decoder[t.Any] | None:
-        record_type = self.checker.record_type  # a new one once the API adds a field
-        if self.typed_body is None or record_type is None:
-            return None
-        if self._page_decoder is None or self._page_decoder[0] is not record_type:
-            body_type = list[record_type] if self.typed_body == "array" else record_type  # type: ignore[valid-type]
-            self._page_decoder = (record_type, msgspec.json.Decoder(body_type))
-        return self._page_decoder[1]
 
     @override
     def parse_response(self, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
@@ -123,8 +108,6 @@ class ApiStream(ProviderStream):
 
     def records_in(self, body: t.Any, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
         """The records of one decoded page; by default the body is one record."""
-        if isinstance(body, TypedRecord):
-            return [body]  # type: ignore[list-item]  # a dict once checked (`checked_records`)
         if not isinstance(body, dict):
             msg = f"{self.describe(response)}: expected a JSON object, got {type(body).__name__}"
             raise ProviderError(msg)
@@ -248,24 +231,30 @@ class ApiStream(ProviderStream):
             row = self.checked_record(raw, context)
             if row is not None:
                 progress.add(self.name, records=1)
-                yield msgspec.to_builtins(row) if isinstance(row, TypedRecord) else row
+                yield row
 
     def checked_record(
-        self, row: dict[str, t.Any] | TypedRecord, context: Context | None = None
-    ) -> dict[str, t.Any] | TypedRecord | None:
-        """Check and normalise one record (a typed one may stay typed); `None` drops it."""
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
+        """Check and normalise one record; `None` drops it."""
         return self.checker.check(row)
 
     def checked_batch(
-        self, rows: list[dict[str, t.Any] | TypedRecord], context: Context | None = None
-    ) -> list[dict[str, t.Any] | TypedRecord]:
+        self, rows: list[dict[str, t.Any]], context: Context | None = None
+    ) -> list[dict[str, t.Any]]:
         """`checked_record` of each of `rows`, without those it drops."""
-        checked = list(map(self.checked_record, rows, repeat(context)))
-        return [row for row in checked if row is not None]
+        checked = []
+        for row in rows:
+            record = self.checked_record(row, context)
+            if record is not None:
+                checked.append(record)
+        return checked
 
     @override
     def advance_bookmark(self, record: dict[str, t.Any], context: Context | None) -> None:
-        """A child's bookmark is the newest value it delivered, and never moves backwards.
+        """A child's bookmark is the newest value it delivered, and never moves backwards,
+        nor past the run's start (less the clock margin), as a list stream's: a record stamped
+        ahead of this machine's clock would make a bookmark the next run refuses.
 
         A list stream's bookmark moves in `get_records` instead, as records are delivered.
         """
@@ -274,7 +263,11 @@ class ApiStream(ProviderStream):
         value = record.get(self.replication_key)
         state = self.get_context_state(context)
         old = state.get("replication_key_value")
-        if isinstance(value, str) and (not isinstance(old, str) or value > old):
+        if (
+            isinstance(value, str)
+            and (not isinstance(old, str) or value > old)
+            and value < self.bookmark_ceiling
+        ):
             state["replication_key"] = self.replication_key
             state["replication_key_value"] = value
 
@@ -289,6 +282,8 @@ class ApiStream(ProviderStream):
 
     def reset_for_sync(self) -> None:
         """Forget per-run caches; the tap calls this before each sync."""
+        ceiling = datetime.datetime.now(datetime.UTC) - CLOCK_MARGIN
+        self.bookmark_ceiling = ceiling.isoformat(timespec="microseconds")  # the record layout
         self.reset_schema_sent()
         self.checker.reset()
         for state in self.bookmark_states():

@@ -7,7 +7,7 @@ import typing as t
 from typing_extensions import override
 
 from tap_conversations.client import ApiStream
-from tap_conversations.errors import RecordVanished
+from tap_conversations.errors import ProviderError, RecordVanished, prefix
 from tap_conversations.replication import ListReplication
 
 if t.TYPE_CHECKING:
@@ -25,7 +25,6 @@ class DetailStream(ApiStream):
     """
 
     state_partitioning_keys: t.ClassVar[list[str]] = []
-    typed_body = "record"  # the body is the record (`record_types`)
     #: Read by the parent (`client.is_detail_stream`): its requests are prefetched, it gets totals.
     fetched_per_parent: t.ClassVar[bool] = True
 
@@ -44,8 +43,19 @@ class DetailStream(ApiStream):
             return []
 
     def fetch_records(self, context: Context | None) -> list[dict[str, t.Any]]:
-        """All records for one parent (on a worker thread when prefetched)."""
-        return list(self.checked_records(context))
+        """All records for one parent (on a worker thread when prefetched), each checked to
+        be the record asked for: an API that answers another one ends the stream."""
+        records = list(self.checked_records(context))
+        for record in records:
+            for key, asked in (context or {}).items():
+                if record.get(key) != asked:
+                    msg = (
+                        f"{prefix(self)}: asked for the record with {key} {asked!r} and got "
+                        f"the one with {key} {record.get(key)!r}; the API answered another "
+                        "record"
+                    )
+                    raise ProviderError(msg)
+        return records
 
     @override
     def get_new_paginator(self) -> BaseAPIPaginator[t.Any] | None:

@@ -27,7 +27,6 @@ from tap_conversations.client import ApiStream
 from tap_conversations.errors import ProviderError
 from tap_conversations.paging import PageNumberUntilShortPaginator
 from tap_conversations.provider import Provider
-from tap_conversations.record_types import TypedRecord
 from tap_conversations.settings import rate_limit_setting, register_secret
 from tap_conversations.transport import decoded_body
 
@@ -109,7 +108,6 @@ class OnqConversationsStream(ApiStream):
     # Identifiers are opaque: the docs do not say number or string, so keep them as text
     # (`records.RecordChecker` turns them into text before it checks the record).
     text_fields = ("id", "org_id")
-    typed_body = "array"
 
     schema = th.PropertiesList(
         th.Property("id", th.StringType, required=True, description="Conversation identifier"),
@@ -210,7 +208,7 @@ class OnqConversationsStream(ApiStream):
 
         response = self.request_decorator(attempt)(probe, self.context)
         rows = list(self.records_in(decoded_body(response), response))
-        return str(rows[0].get("id")) if rows and isinstance(rows[0], dict | TypedRecord) else None
+        return str(rows[0].get("id")) if rows and isinstance(rows[0], dict) else None
 
     @override
     def page_position(self, response: requests.Response) -> int | None:

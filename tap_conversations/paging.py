@@ -16,7 +16,6 @@ from singer_sdk.pagination import BaseHATEOASPaginator, PageNumberPaginator
 from typing_extensions import override
 
 from tap_conversations.errors import PaginationError, prefix
-from tap_conversations.record_types import TypedRecord
 from tap_conversations.transport import decoded_body
 
 if t.TYPE_CHECKING:
@@ -113,11 +112,16 @@ class NextUrlPaginator(BaseHATEOASPaginator):
 
 
 def one_record_early(url: str) -> tuple[str, bool]:
-    """`url` with its `offset` one less (and whether it changed): pages overlap by a record."""
+    """`url` with its `offset` one less (and whether it changed): pages overlap by a record.
+
+    Not with pages of one record (`limit=1`): such a page, started one early, would be the
+    page before it again.
+    """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     offsets = [int(v) for k, v in query if k == "offset" and v.isdigit()]
-    if len(offsets) != 1 or offsets[0] < 1:
+    limits = [v for k, v in query if k == "limit"]
+    if len(offsets) != 1 or offsets[0] < 1 or (limits and limits[0] in {"0", "1"}):
         return url, False
     query = [(k, str(offsets[0] - 1) if k == "offset" else v) for k, v in query]
     return urlunsplit(parts._replace(query=urlencode(query))), True
@@ -181,4 +185,4 @@ class PageKeys(t.Sequence[str]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         row = self.rows[index]
-        return str(row.get(self.key)) if isinstance(row, dict | TypedRecord) else ""
+        return str(row.get(self.key)) if isinstance(row, dict) else ""

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 from tap_conversations.errors import prefix
-from tap_conversations.record_types import field_values
 from tap_conversations.records import utc_timestamp
 from tap_conversations.snapshot import Record, ScanWatch, Snapshot, rank, utc_now_text, value_of
 
@@ -40,9 +39,13 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.helpers.types import Context
 
-    from tap_conversations.record_types import TypedRecord
-
 Row = dict[str, t.Any]
+TypedRecord = Row  # records are plain dicts now; the scan's rewrite drops this name
+
+
+def field_values(rows: t.Sequence[Row], name: str) -> list[t.Any]:
+    return [row.get(name) for row in rows]
+
 
 MAX_SCANS = 3
 CLOCK_MARGIN = datetime.timedelta(seconds=60)

@@ -92,12 +92,6 @@ class ProviderStream(CompatStream):
         self.conversations_tap = t.cast("ConversationsTap", tap)
         self._retry_policy: RetryPolicy | None = None
 
-    @property
-    def page_decoder(self) -> msgspec.json.Decoder[t.Any] | None:
-        """Decodes a page that is exactly what the schema says, its records type-checked in C
-        (`record_types`); `None`: pages are decoded untyped."""
-        return None
-
     # Provider plumbing -------------------------------------------------------------------
 
     @property

@@ -37,6 +37,8 @@ if t.TYPE_CHECKING:
 LABEL = "Respondent"
 DEFAULT_API_URL = "https://api.respondent.io/v1"
 DEFAULT_PAGE_SIZE = 100
+#: Envelope fields that must be counts (non-negative integers) when present.
+PAGING_NUMBERS = ("page", "pageSize", "totalResults")
 
 
 class ApiKeyPairAuthenticator(APIAuthenticatorBase):
@@ -149,9 +151,10 @@ class RespondentConversationsStream(RespondentStream):
 
     @override
     def get_new_paginator(self) -> BaseAPIPaginator[t.Any] | None:
-        # The server answers with the page size it applied, which may be less than asked.
+        # The server answers with the page size it applied, which may be less than asked
+        # (a number: `records_in` checked the envelope first).
         return PageNumberUntilShortPaginator(
-            self, page_size=lambda body: int(body.get("pageSize") or self.page_size)
+            self, page_size=lambda body: body.get("pageSize") or self.page_size
         )
 
     @override
@@ -171,9 +174,15 @@ class RespondentConversationsStream(RespondentStream):
 
     @override
     def records_in(self, body: t.Any, response: requests.Response) -> t.Iterable[dict[str, t.Any]]:
+        expected = "expected {page, pageSize, results: [...], totalResults}"
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-            msg = f"{self.describe(response)}: expected {{page, pageSize, results: [...]}}"
-            raise ProviderError(msg)
+            raise ProviderError(f"{self.describe(response)}: {expected}")
+        for field in PAGING_NUMBERS:
+            value = body.get(field)
+            if value is not None and (type(value) is not int or value < 0):
+                shown = repr(value)[:40]
+                msg = f"{self.describe(response)}: {expected}, but {field} is {shown}, not a count"
+                raise ProviderError(msg)
         return t.cast("list[dict[str, t.Any]]", body["results"])
 
     @override
@@ -187,11 +196,10 @@ class RespondentConversationsStream(RespondentStream):
 
     @override
     def total_in(self, body: t.Any) -> int | None:
-        total = body.get("totalResults")
-        if total is None:
-            return None
-        self.announce_total(int(total))
-        return int(total)
+        total = body.get("totalResults")  # a count or None: `records_in` checked it
+        if total is not None:
+            self.announce_total(total)
+        return t.cast("int | None", total)
 
     @override
     def get_child_context(
@@ -206,18 +214,28 @@ class RespondentMessagesStream(DerivedStream, RespondentStream):
     """One record per message embedded in a conversation, with its `conversation_uid`.
 
     A conversation that changed is re-emitted whole, so all of its messages are too (targets
-    upsert on `uid`).
+    upsert on `uid`). That is why the replication key is the conversation's `updatedAt`
+    (`conversation_updated_at`), not the message's own: a re-sent message is never older than
+    the stream's bookmark.
     """
 
     name = "respondent_messages"
     parent_stream_type = RespondentConversationsStream
     array_field = "messages"
-    parent_fields: t.ClassVar[dict[str, str]] = {"uid": "conversation_uid"}
+    parent_fields: t.ClassVar[dict[str, str]] = {
+        "uid": "conversation_uid",
+        "updatedAt": "conversation_updated_at",
+    }
     primary_keys = ("uid",)
-    replication_key = "updatedAt"
+    replication_key = "conversation_updated_at"
 
     schema = th.PropertiesList(
         th.Property("conversation_uid", th.StringType, required=True),
+        th.Property(
+            "conversation_updated_at",
+            th.DateTimeType,
+            description="The conversation's `updatedAt` when this message was read",
+        ),
         *MESSAGE_PROPERTIES,
     ).to_dict()
 

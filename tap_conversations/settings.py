@@ -84,6 +84,29 @@ def rate_limit_setting() -> th.Property[t.Any]:
 URL_SETTINGS = ("api_url", "token_url")
 
 
+def url_problems(setting: str, value: str) -> list[str]:
+    """Why `value` cannot be a base URL: not http(s), credentials in it (`user:pass@`), or a
+    query string or fragment (the tap adds paths and parameters of its own after the base).
+
+    A URL holding credentials or a query is never quoted back: either may be a secret.
+    """
+    url = urlparse(value)
+    if url.username is not None or url.password is not None:
+        return [
+            f"{setting}: holds credentials (user:password@, not shown); remove them from the "
+            "URL and give them in the provider's credential settings"
+        ]
+    if url.query or url.fragment or value.rstrip().endswith(("?", "#")):
+        shown = f"{url.scheme}://{url.netloc}{url.path}"
+        return [
+            f"{setting}: {shown!r} is followed by a query string or fragment (not shown); "
+            "give the base URL alone"
+        ]
+    if url.scheme not in {"http", "https"} or not url.netloc:
+        return [f"{setting}: {value!r} is not an http(s) URL"]
+    return []
+
+
 def config_problems(
     config: t.Mapping[str, t.Any], schema: dict[str, t.Any] | None = None
 ) -> list[str]:
@@ -97,9 +120,7 @@ def config_problems(
             continue
         for key in URL_SETTINGS:
             if isinstance(values.get(key), str):
-                url = urlparse(values[key])
-                if url.scheme not in {"http", "https"} or not url.netloc:
-                    problems.append(f"{provider}.{key}: {values[key]!r} is not an http(s) URL")
+                problems += url_problems(f"{provider}.{key}", values[key])
     if schema is not None:
         problems += [
             f"{dotted(where)}: a line break, control character or leading/trailing space "

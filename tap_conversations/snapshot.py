@@ -21,15 +21,14 @@ import msgspec
 from singer_sdk.contrib.msgspec import encoder as json_encoder
 
 from tap_conversations.delivery import write_all
-from tap_conversations.record_types import TypedRecord
 from tap_conversations.spill import SpillFile
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
 Row = dict[str, t.Any]
-#: A record as read: a dict, or a `record_types.TypedRecord` (msgspec encodes it as one).
-Record = Row | TypedRecord
+#: A record as read.
+Record = Row
 
 
 def utc_now_text(now: datetime.datetime | None = None) -> str:

@@ -112,3 +112,35 @@ def check_state(state: t.Any, source: str, timestamp_streams: t.Collection[str])
                     f"(e.g. {EXAMPLE}); fix it, or remove the stream's entry to sync it in full"
                 )
                 raise StateInputError(msg)
+
+
+def drop_unused_partitions(
+    state: t.Mapping[str, t.Any], partition_keys: t.Mapping[str, frozenset[str]]
+) -> dict[str, int]:
+    """Drop the state partitions no stream of this run reads; how many, per stream.
+
+    `partition_keys` maps each stream to the context keys its partitions have (empty: the
+    stream keeps one bookmark and no partitions). A state written by another version or tool
+    may hold one partition per parent record (the SDK's default for child streams): re-sent
+    in full in every STATE message, 100,000 of them made each STATE 13 MB.
+    """
+    dropped: dict[str, int] = {}
+    for stream, entry in (state.get("bookmarks") or {}).items():
+        keys = partition_keys.get(stream)
+        if keys is None or not isinstance(entry, dict):
+            continue  # not a stream of this tap: left as it is
+        partitions = entry.get("partitions")
+        if not isinstance(partitions, list) or not partitions:
+            continue
+        kept = [
+            p
+            for p in partitions
+            if keys and isinstance(p, dict) and set(p.get("context") or {}) == keys
+        ]
+        if len(kept) < len(partitions):
+            dropped[stream] = len(partitions) - len(kept)
+            if kept:
+                entry["partitions"] = kept
+            else:
+                del entry["partitions"]
+    return dropped

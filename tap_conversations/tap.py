@@ -9,6 +9,7 @@ import typing as t
 from pathlib import PurePath
 
 import click
+from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import StateMessage
@@ -40,12 +41,15 @@ from tap_conversations.settings import (
     secret_values,
     unknown_settings,
 )
-from tap_conversations.state_input import check_state, read_state_file, state_source
+from tap_conversations.state_input import (
+    check_state,
+    drop_unused_partitions,
+    read_state_file,
+    state_source,
+)
 from tap_conversations.transport import ProviderTransport
 
 if t.TYPE_CHECKING:
-    from singer_sdk.streams.core import Stream
-
     from tap_conversations.client import ApiStream
     from tap_conversations.provider import Provider
 
@@ -272,9 +276,52 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
     @override
     def before_sync(self) -> None:
         self.require_provider()
+        self._warn_unavailable_streams()
+        self._drop_unused_partitions()
         for stream in self.streams.values():
             t.cast("ApiStream", stream).reset_for_sync()
         self.progress.start()
+
+    def _warn_unavailable_streams(self) -> None:
+        """Name each stream the catalog selects that this run cannot sync (skipped, rc 0):
+        a stream of a provider the config does not set up, or no stream of this tap."""
+        catalog = self.input_catalog
+        if catalog is None:
+            return
+        providers = {vars(stream)["name"]: p for p in PROVIDERS for stream in p.streams}
+        for entry in catalog.streams:
+            name, root = entry.tap_stream_id, entry.metadata.root
+            selected = root.selected if root.selected is not None else root.selected_by_default
+            if not selected or name in self.streams:
+                continue
+            provider = providers.get(name)
+            if provider is None:
+                why = "no stream of this tap has that name"
+            else:
+                why = (
+                    f"it is a {provider.label} stream and the config does not set up "
+                    f"'{provider.key}' (add it to sync this stream)"
+                )
+            self.logger.warning("The catalog selects '%s' but %s; skipped", name, why)
+
+    def _drop_unused_partitions(self) -> None:
+        """State partitions no stream reads (written by another version or tool) are dropped,
+        so that every STATE message does not carry them; one INFO line per stream."""
+        # The SDK's own `partitions` lists those found in the state: only a stream that
+        # declares its partitions (Respondent's projects) has any to keep.
+        keys = {
+            name: frozenset().union(*(p.keys() for p in stream.partitions or []))
+            if type(stream).partitions is not Stream.partitions
+            else frozenset()
+            for name, stream in self.streams.items()
+        }
+        for stream, count in drop_unused_partitions(self.state, keys).items():
+            self.logger.info(
+                "%s: dropped %d state partition(s) this tap does not use (left by another "
+                "version or tool)",
+                stream,
+                count,
+            )
 
     @override
     def sync_groups(self) -> list[tuple[str, list[Stream]]]:

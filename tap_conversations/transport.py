@@ -164,7 +164,7 @@ class GuardedSession(requests.Session):
         failure: BaseException | None = None
         try:
             response = super().send(request, **{**kwargs, "stream": True})
-            deadline.attach(getattr(response.raw.connection, "sock", None))
+            deadline.attach(getattr(getattr(response.raw, "connection", None), "sock", None))
             _ = response.content  # the whole body, within the deadline
         except (requests.RequestException, OSError) as error:
             failure = error

@@ -41,7 +41,7 @@ STREAMS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "perform_engage_conversation_plan_departments": (("plan_api_id", "api_id"), None),
     "onq_conversations": (("id",), "last_updated_on"),
     "respondent_conversations": (("uid",), "updatedAt"),
-    "respondent_messages": (("uid",), "updatedAt"),
+    "respondent_messages": (("uid",), "conversation_updated_at"),
     "respondent_participants": (("conversation_uid", "uid"), "conversation_updated_at"),
 }
 

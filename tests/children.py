@@ -98,6 +98,7 @@ MESSAGES = Derived(
     "conversation_uid",
     ("uid",),
     "respondent",
+    version=("updatedAt", "conversation_updated_at"),
 )
 DERIVED = (ELEMENTS, PLAN_USERS, PLAN_DEPARTMENTS, PARTICIPANTS, MESSAGES)
 

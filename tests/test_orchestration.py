@@ -334,3 +334,24 @@ def bookmarks(state: str) -> dict[str, str]:
     """stream -> bookmark of a Meltano state row (streams without one left out)."""
     singer = json.loads(state)["singer_state"]["bookmarks"]
     return {stream: b["replication_key_value"] for stream, b in singer.items() if b}
+
+
+def test_partitions_started_together_on_a_fresh_system_database_all_succeed(
+    orchestrator: Orchestrator, warehouse: Warehouse
+) -> None:
+    """No `meltano install` against the new database first (issue 28 row 23): the runs would
+    race on its migration; one migrates, the others wait for it."""
+    warehouse.psql("create database meltano_fresh")
+    fresh = f"postgresql+psycopg://postgres@127.0.0.1:{warehouse.cluster.port}/meltano_fresh"
+    started = [
+        orchestrator.materialize(name, MELTANO_DATABASE_URI=fresh) for name in PARTITION_OF.values()
+    ]
+    for process in started:
+        out, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, out[-4000:]
+        assert "UniqueViolation" not in out
+        assert "Cannot upgrade the system database" not in out
+    rows = warehouse.rows("select state_id from state", "meltano_fresh")
+    assert sorted(row["state_id"] for row in rows) == sorted(
+        STATE_ID.format(n) for n in PARTITION_OF.values()
+    )

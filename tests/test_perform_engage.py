@@ -52,6 +52,23 @@ def test_every_record_once_with_its_values_across_capped_pages(sandbox: Sandbox)
     assert {r.query.get("limit") for r in list_requests} == {"100", "7"}
 
 
+@pytest.mark.parametrize("page_size", [1, 2])
+def test_any_page_size_the_api_accepts_works(sandbox: Sandbox, page_size: int) -> None:
+    """Pages of one record do not overlap (a page started one early would repeat the page
+    before it: issue 28 row 21); from two records on they do."""
+    result = sync(only_perform_engage(sandbox, page_size=page_size))
+    data = sandbox.data
+    assert_same_records(result.records(CONVERSATIONS), data.pe_conversations, "api_id")
+    assert_same_records(result.records(PLANS), data.pe_plans, "api_id")
+    offsets = [
+        int(r.query.get("offset", 0))
+        for r in sandbox.requests
+        if r.path.endswith("/conversations/") and r.method == "GET"
+    ]
+    step = page_size if page_size == 1 else page_size - 1
+    assert sorted(offsets)[:4] == [0, step, 2 * step, 3 * step]
+
+
 def test_details_join_their_parent_and_ids_are_percent_encoded(sandbox: Sandbox) -> None:
     result = sync(only_perform_engage(sandbox))
 

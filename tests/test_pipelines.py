@@ -54,7 +54,11 @@ def expected_tables(sandbox: Sandbox) -> dict[str, tuple[str, list[dict[str, t.A
         "respondent_conversations": ("uid", conversations),
         "respondent_messages": (
             "uid",
-            [{**m, "conversation_uid": c["uid"]} for c in conversations for m in c["messages"]],
+            [
+                {**m, "conversation_uid": c["uid"], "conversation_updated_at": c["updatedAt"]}
+                for c in conversations
+                for m in c["messages"]
+            ],
         ),
     }
 

@@ -1,6 +1,5 @@
 """`records`: every checking rule, on a small schema of its own, through `RecordChecker`
-(`utc_timestamp` itself: `test_timestamps.py`; the hot path against the full checks:
-`test_records_hot_path.py`).
+(`utc_timestamp` itself: `test_timestamps.py`).
 
 Every expected value is written out by hand.
 """

@@ -10,7 +10,7 @@ import pytest
 
 from tap_conversations.state_input import StateInputError
 from tap_conversations.tap import TapConversations
-from tests.helpers import run_cli
+from tests.helpers import parse_messages, run_cli
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -81,3 +81,52 @@ def test_a_good_state_file_still_works(sandbox: Sandbox, tmp_path: Path) -> None
 def test_a_state_given_in_process_is_checked_too(sandbox: Sandbox) -> None:
     with pytest.raises(StateInputError, match=r"^The state, stream 'onq_conversations': bookmark"):
         TapConversations(config={"onq": sandbox.tap_config()["onq"]}, state=json.loads(bookmark(5)))
+
+
+PROJECT = "5f0c8b8e1c9d440000a1b2c3"  # Respondent project ids are MongoDB ids
+
+
+def test_partitions_no_stream_reads_are_dropped_once_with_one_line(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A state from another version or tool with 100,000 child partitions (issue 28 row 14):
+    they are dropped, said once, and no STATE carries them."""
+    details = "perform_engage_conversation_details"
+    partitions = [
+        {"context": {"api_id": f"580:{n}"}, "replication_key": "updated_date"}
+        for n in range(100_000)
+    ]
+    projects = [
+        {"context": {"project_id": PROJECT}, "replication_key_value": "2024-01-01T00:00:00+00:00"},
+        {"context": {"api_id": "x"}},
+    ]
+    state = {
+        "bookmarks": {
+            details: {"partitions": partitions},
+            "respondent_conversations": {"partitions": projects},
+            "not_a_stream_here": {"partitions": [{"context": {"a": 1}}]},
+        }
+    }
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(state))
+    config = {
+        "perform_engage": sandbox.tap_config()["perform_engage"],
+        "respondent": {**sandbox.tap_config()["respondent"], "project_ids": [PROJECT]},
+    }
+    completed = run_cli(
+        ["--state", str(state_file)], config, tmp_path, env={"TAP_CONVERSATIONS_LOGLEVEL": "INFO"}
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = [line for line in completed.stderr.splitlines() if "state partition" in line]
+    assert len(lines) == 2, lines
+    assert any(f"{details}: dropped 100000 state partition(s)" in line for line in lines)
+    assert any("respondent_conversations: dropped 1 state partition(s)" in line for line in lines)
+    states = [m["value"] for m in parse_messages(completed.stdout) if m["type"] == "STATE"]
+    assert states
+    assert max(len(json.dumps(s)) for s in states) < 100_000
+    last = states[-1]["bookmarks"]
+    assert "partitions" not in last[details]
+    assert [p["context"] for p in last["respondent_conversations"]["partitions"]] == [
+        {"project_id": PROJECT}
+    ]
+    assert last["not_a_stream_here"] == state["bookmarks"]["not_a_stream_here"]
