@@ -73,17 +73,7 @@ class ApiStream(ProviderStream):
             position = self.page_position(response)
             overlap = watch.page(position, keys, self.total_in(body))
             rows = rows[overlap:]
-            if position == 0:
-                following = self.following_pages(body)
-                self.conversations_tap.detail_prefetcher.pages_ahead(self, following, self.context)
         return rows
-
-    def following_pages(self, body: t.Any) -> list[requests.PreparedRequest]:
-        """The requests of the list pages after the first, when the first page tells them.
-
-        They are sent ahead, concurrently, while the scan reads the pages in order.
-        """
-        return []
 
     def page_position(self, response: requests.Response) -> int | None:
         """Where a list page starts in the whole list (0-based), if the protocol says."""
@@ -138,12 +128,9 @@ class ApiStream(ProviderStream):
         prefetcher = self.conversations_tap.detail_prefetcher
         run = self.replication = ListReplication(self, context)
         try:
-            try:
-                # Progress counts the records kept while the list is read (the slow part of a
-                # stream without details), then knows every total before any detail request.
-                run.scan(on_kept=progress.records_counter(self.name))
-            finally:
-                prefetcher.forget_pages()
+            # Progress counts the records kept while the list is read (the slow part of a
+            # stream without details), then knows every total before any detail request.
+            run.scan(on_kept=progress.records_counter(self.name))
             self.announce_total(len(run.snapshot))
             rows = prefetcher.read_ahead(self, children, run.rows(), context)
             for row in rows:

@@ -127,16 +127,6 @@ def one_record_early(url: str) -> tuple[str, bool]:
     return urlunsplit(parts._replace(query=urlencode(query))), True
 
 
-def with_offset(url: str, offset: int) -> str:
-    """`url` with its `offset` parameter set (DRF `next` links carry limit and offset)."""
-    parts = urlsplit(url)
-    query = [
-        (k, str(offset) if k == "offset" else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
 class PageNumberUntilShortPaginator(PageNumberPaginator):
     """1-based page numbers, ending on an empty or short page, or once `total` were read.
 

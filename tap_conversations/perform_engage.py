@@ -17,14 +17,13 @@ from urllib.parse import parse_qsl, urlparse
 import requests
 from requests.auth import HTTPBasicAuth
 from singer_sdk import typing as th
-from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
 from tap_conversations.client import ApiStream
 from tap_conversations.derived import DerivedStream
 from tap_conversations.detail import DetailStream
 from tap_conversations.errors import ProviderError
-from tap_conversations.paging import NextUrlPaginator, one_record_early, with_offset
+from tap_conversations.paging import NextUrlPaginator
 from tap_conversations.perform_engage_schemas import (
     ASSIGNED_DEPARTMENT_PROPERTIES,
     ASSIGNED_USER_PROPERTIES,
@@ -108,38 +107,6 @@ class PerformEngageListStream(PerformEngageStream):
     def total_in(self, body: t.Any) -> int | None:
         count = body.get("count") if isinstance(body, dict) else None
         return count if isinstance(count, int) else None
-
-    @override
-    def following_pages(self, body: t.Any) -> list[requests.PreparedRequest]:
-        """Every later page, from the first page's `next` link and `count`.
-
-        Each page after the first starts one record early (`paging.NextUrlPaginator`), so
-        page k starts at k x (limit - 1); the URLs are built exactly as the paginator builds
-        them from the server's links, so the paging takes these responses as its own.
-        """
-        next_url, count = body.get("next"), body.get("count")
-        if not isinstance(next_url, str) or not isinstance(count, int):
-            return []
-        limit = dict(parse_qsl(urlparse(next_url).query)).get("limit", "")
-        if not limit.isdigit() or int(limit) < 2:  # an overlap needs two records a page
-            return []
-        step, requests_ = int(limit) - 1, []
-        page = 1
-        while (page - 1) * step + int(limit) < count:  # the previous page links on
-            url, _ = one_record_early(with_offset(next_url, page * step + 1))
-            request = self.get_http_request(
-                page=PageContext(stream_context=self.context, next_page_token=urlparse(url))
-            )
-            requests_.append(
-                self.build_prepared_request(
-                    method=request.method,
-                    url=request.url,
-                    params=request.encode_params(),
-                    headers=request.headers,
-                )
-            )
-            page += 1
-        return requests_
 
     @override
     def page_position(self, response: requests.Response) -> int | None:

@@ -17,7 +17,7 @@ import requests
 from singer_sdk.exceptions import RetriableAPIError
 
 from tap_conversations.errors import CredentialsRejected, ProviderError
-from tap_conversations.retrying import check_json_body
+from tap_conversations.requesting import check_json_body
 from tap_conversations.settings import redact_text, register_secret
 from tap_conversations.transport import decoded_body
 
@@ -42,7 +42,7 @@ def token_urls(api_url: str, token_url: str | None) -> list[str]:
 class TokenAuthenticator:
     """`Authorization: Token <token>` from `POST /obtainauthtoken/`, renewed on demand.
 
-    The token request goes through the same `retrying.RetryPolicy` as every other request
+    The token request goes through the same `transport.RetryPolicy` as every other request
     (429, 5xx, timeouts, non-JSON bodies, Retry-After), and the token is redacted from logs.
     """
 

@@ -12,13 +12,11 @@ thread, in the order of a serial run.
 from __future__ import annotations
 
 import collections
-import threading
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
 from threading import Lock
 
 if t.TYPE_CHECKING:
-    import requests
     from singer_sdk.helpers.types import Context
 
 Row = dict[str, t.Any]
@@ -32,14 +30,6 @@ class PrefetchableChild(t.Protocol):
     def name(self) -> str: ...
 
     def fetch_records(self, context: Context | None) -> list[Row]: ...
-
-
-class PageSender(t.Protocol):
-    """A list stream whose pages can be requested on a worker thread."""
-
-    def send_prepared(
-        self, request: requests.PreparedRequest, context: Context | None
-    ) -> requests.Response: ...
 
 
 class ParentStream(t.Protocol):
@@ -62,12 +52,6 @@ class DetailPrefetcher:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: dict[_Key, Future[list[Row]]] = {}
         self._lock = Lock()
-        # List pages requested ahead (a list stream's scan), by URL; the requests still to send.
-        self._pages: dict[str, Future[requests.Response]] = {}
-        self._page_queue: collections.deque[
-            tuple[PageSender, requests.PreparedRequest, Context | None]
-        ] = collections.deque()
-        self._on_worker = threading.local()
 
     @property
     def enabled(self) -> bool:
@@ -100,59 +84,6 @@ class DetailPrefetcher:
         with self._lock:
             return self._pending.pop(_key(stream, context), None)
 
-    # List pages ----------------------------------------------------------------------------
-
-    def pages_ahead(
-        self,
-        stream: PageSender,
-        requests_: t.Sequence[requests.PreparedRequest],
-        context: Context | None,
-    ) -> None:
-        """Send these list-page requests ahead, `max_concurrency` at a time.
-
-        The stream's own paging then asks for each page in turn and `take_page` hands it the
-        response already received. A page it never asks for (the list shrank) is cancelled by
-        `forget_pages`.
-        """
-        if not self.enabled:
-            return
-        with self._lock:
-            self._page_queue.extend((stream, request, context) for request in requests_)
-        self._send_pages()
-
-    def take_page(self, url: str | None) -> Future[requests.Response] | None:
-        """The response to this page request, if it was sent ahead (never on a worker)."""
-        if url is None or getattr(self._on_worker, "page", False):
-            return None
-        with self._lock:
-            future = self._pages.pop(url, None)
-        if future is not None:
-            self._send_pages()
-        return future
-
-    def forget_pages(self) -> None:
-        with self._lock:
-            self._page_queue.clear()
-            futures = list(self._pages.values())
-            self._pages.clear()
-        for future in futures:
-            future.cancel()
-
-    def _send_pages(self) -> None:
-        with self._lock:
-            while self._page_queue and len(self._pages) < self.max_concurrency:
-                stream, request, context = self._page_queue.popleft()
-                if request.url is not None and request.url not in self._pages:
-                    self._pages[request.url] = self._pool().submit(
-                        self._send_page, stream, request, context
-                    )
-
-    def _send_page(
-        self, stream: PageSender, request: requests.PreparedRequest, context: Context | None
-    ) -> requests.Response:
-        self._on_worker.page = True
-        return stream.send_prepared(request, context)
-
     # Workers ---------------------------------------------------------------------------------
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -170,7 +101,6 @@ class DetailPrefetcher:
     def close(self, *, wait: bool = True) -> None:
         """Stop the workers; requests not yet started are cancelled (error or Ctrl-C).
         With `wait=False`, workers still inside a request are not waited for."""
-        self.forget_pages()
         with self._lock:
             pending = list(self._pending.values())
             self._pending.clear()

@@ -1,10 +1,9 @@
 """`ProviderStream`: a stream of one provider's API, before any record is read.
 
-Its config object and base URL, the provider's pooled session and authenticator (built once per
-provider and run, `transport`), how each request is retried (`retrying.RetryPolicy`, the
-request gate, one token renewal), and how an answer is judged (credentials refused, retried,
-vanished, or a one-line error). `client.ApiStream` builds on it with what is done with the
-records.
+Its config object and base URL, the provider's session and authenticator (`transport`, once per
+provider and run), how each request is retried (`transport.RetryPolicy`, one token renewal), and
+how an answer is judged (credentials refused, retried, vanished, or a one-line error).
+`client.ApiStream` builds on it with what is done with the records.
 """
 
 from __future__ import annotations
@@ -14,17 +13,18 @@ from http import HTTPStatus
 from urllib.parse import quote, urlparse
 
 import backoff
+import msgspec
 from singer_sdk.exceptions import RetriableAPIError
 from typing_extensions import override
 
 from tap_conversations.errors import (
+    BadBody,
     CredentialsRejected,
     ProviderError,
     RecordVanished,
     TokenRejected,
     prefix,
 )
-from tap_conversations.retrying import RetryPolicy, check_json_body
 from tap_conversations.sdk_compat import CompatStream
 from tap_conversations.settings import (
     DEFAULT_MAX_RETRIES,
@@ -32,6 +32,7 @@ from tap_conversations.settings import (
     DEFAULT_REQUEST_TIMEOUT,
     redact_text,
 )
+from tap_conversations.transport import RetryPolicy, decoded_body
 
 if t.TYPE_CHECKING:
     import requests
@@ -42,6 +43,20 @@ if t.TYPE_CHECKING:
     from tap_conversations.prefetch import DetailPrefetcher
     from tap_conversations.progress import Progress
     from tap_conversations.transport import Authenticator, ProviderTransport
+
+
+def check_json_body(response: requests.Response) -> None:
+    """Raise `BadBody` (retried) unless the body decodes as JSON; the decoded body is kept."""
+    try:
+        decoded_body(response)
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        content_type = response.headers.get("Content-Type") or "none"
+        problem = "is not UTF-8" if isinstance(error, UnicodeDecodeError) else "is not JSON"
+        reason = (
+            f"answered HTTP {response.status_code} {response.reason} with a body that "
+            f"{problem} (content type {content_type[:80]}, {len(response.content)} bytes)"
+        )
+        raise BadBody(reason, response) from None
 
 
 class ConversationsTap(t.Protocol):
@@ -120,7 +135,7 @@ class ProviderStream(CompatStream):
 
     @override
     def request_decorator(self, func: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-        """Every attempt passes the provider's request gate and `retrying.RetryPolicy`,
+        """Every attempt passes the provider's request gate and `transport.RetryPolicy`,
         plus one token renewal when the server rejects a token we believed valid.
 
         The SDK asks for this at every `request_records`, i.e. once per detail: the policy is
@@ -135,11 +150,7 @@ class ProviderStream(CompatStream):
             progress.add(self.name, requests=1)
             return func(prepared_request, context)
 
-        prefetcher = self.conversations_tap.detail_prefetcher
-
         def send(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
-            if (ahead := prefetcher.take_page(prepared_request.url)) is not None:
-                return ahead.result()  # a list page sent ahead, retries and all (`prefetch`)
             try:
                 return policy.call(prepared_request, lambda: attempt(prepared_request, context))
             except TokenRejected:
@@ -194,7 +205,7 @@ class ProviderStream(CompatStream):
     @override
     def backoff_wait_generator(self) -> t.Generator[float, None, None]:
         # 0.5, 1, 2, 4 ... s (plus the SDK's jitter), never more than 30 s. A Retry-After the
-        # server sent replaces this wait (`retrying.RetryPolicy.wait_after`).
+        # server sent replaces this wait (`transport.RetryPolicy.wait_after`).
         return backoff.expo(base=2, factor=0.5, max_value=30)
 
     # Responses --------------------------------------------------------------------------
@@ -210,7 +221,7 @@ class ProviderStream(CompatStream):
         if status in self.credential_statuses:
             self.raise_for_credentials(response)
         if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-            # `retrying.RetryPolicy` retries it, honouring any Retry-After.
+            # `transport.RetryPolicy` retries it, honouring any Retry-After.
             raise RetriableAPIError(self.describe(response), response)
         if status == HTTPStatus.NOT_FOUND and self.parent_stream_type is not None:
             raise RecordVanished(self.describe(response))

@@ -1,18 +1,10 @@
-"""HTTP plumbing one provider's streams share during a run.
+"""HTTP in one place: each provider's session, authenticator, request gate and retry policy.
 
-- `ProviderTransport`: one pooled `GuardedSession` (keep-alive connections reused across list
-  and detail endpoints and worker threads), one authenticator (a token obtained once serves
-  every stream) and one `RequestGate`.
-- `GuardedSession`: a `requests.Session` whose timeout is a deadline for the whole answer (not
-  for each read of the socket) and which never follows a redirect to another origin, so
-  credentials stay with the configured server.
-- `EnvironmentOnceSession`: the proxy and CA-bundle settings of the environment, read once per
-  run and host instead of on every request.
-- `RequestGate`: every request of a provider passes it before it is sent; it holds all of that
-  provider's workers while a `Retry-After` pause runs, spaces requests under a rate cap, and
-  lets a termination signal end every wait at once.
-- `retry_after_seconds` reads `Retry-After` (seconds or an HTTP date); `decoded_body` decodes a
-  JSON body once and caches it on the response.
+`ProviderTransport` holds, per provider and run, one pooled `GuardedSession` (shared by every
+stream and worker thread), one authenticator (a token obtained once serves them all) and one
+`RequestGate` (Retry-After pauses for every worker, the rate cap, an end on `stopping`).
+`RetryPolicy` retries what is transient with one readable INFO line each, and gives up with one
+`ProviderError` line (the SDK's `backoff` decorator logs each retry twice, once at ERROR).
 """
 
 from __future__ import annotations
@@ -20,27 +12,32 @@ from __future__ import annotations
 import contextlib
 import datetime
 import email.utils
-import heapq
+import functools
+import http.client
 import itertools
 import math
 import os
 import socket
+import ssl
+import sys
 import threading
 import time
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import msgspec
 import requests
-import urllib3
-import urllib3.connection
-import urllib3.response
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ContentDecodingError
 from requests.utils import resolve_proxies
+from singer_sdk.exceptions import RetriableAPIError
 from typing_extensions import override
 
-from tap_conversations.errors import Interrupted, ProviderError
+from tap_conversations.errors import BadBody, Interrupted, ProviderError
+
+if t.TYPE_CHECKING:
+    import logging
 
 
 class Authenticator(t.Protocol):
@@ -50,34 +47,61 @@ class Authenticator(t.Protocol):
     def __call__(self, request: requests.PreparedRequest, /) -> requests.PreparedRequest: ...
 
 
-class RequestGate:
-    """Holds one provider's requests during a Retry-After pause and under a rate cap.
-
-    Every wait here (and every backoff sleep, through `sleep`) ends as soon as `stopping` is
-    set, with `Interrupted`: a termination signal must not wait out an hour-long Retry-After.
-    """
+class ProviderTransport:
+    """The session, authenticator and request gate shared by one provider's streams."""
 
     def __init__(
         self,
+        label: str = "API",
+        url_setting: str = "api_url",
+        pool_size: int = 10,
         max_requests_per_second: float | None = None,
         stopping: threading.Event | None = None,
     ) -> None:
+        self.session = GuardedSession(label, url_setting)
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.gate = RequestGate(max_requests_per_second, stopping)
+        self._authenticator: Authenticator | None = None
+        self._lock = threading.Lock()
+
+    def authenticator(self, create: t.Callable[[], Authenticator]) -> Authenticator:
+        """The provider's authenticator, built by `create` on first use."""
+        with self._lock:
+            if self._authenticator is None:
+                self._authenticator = create()
+            return self._authenticator
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class RequestGate:
+    """Holds one provider's requests during a Retry-After pause and under a rate cap. Every
+    wait (backoff sleeps too, `sleep`) ends at once with `Interrupted` when `stopping` is set.
+    Tests replace `now` and `sleep`, so that none waits out a real backoff or Retry-After."""
+
+    now = staticmethod(time.monotonic)
+
+    def __init__(
+        self, max_requests_per_second: float | None = None, stopping: threading.Event | None = None
+    ) -> None:
         self._interval = 1 / max_requests_per_second if max_requests_per_second else 0.0
-        self._paused_until = 0.0
-        self._next_slot = 0.0
+        self._paused_until = self._next_slot = 0.0
         self._lock = threading.Lock()
         self.stopping = stopping or threading.Event()
 
     def pause(self, seconds: float) -> None:
         """Hold every request of this provider for `seconds` from now."""
         with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            self._paused_until = max(self._paused_until, self.now() + seconds)
 
     def wait_turn(self) -> None:
         """Block until this provider may send its next request."""
         while True:
             with self._lock:
-                now = time.monotonic()
+                now = self.now()
                 ready_at = max(self._paused_until, self._next_slot)
                 if now >= ready_at:
                     self._next_slot = max(self._next_slot, now) + self._interval
@@ -93,91 +117,65 @@ class RequestGate:
 
 
 def origin(url: str) -> str:
-    """`scheme://host:port` of a URL, with the scheme's default port made explicit."""
+    """`scheme://host:port` of a URL, the scheme's default port made explicit."""
     parts = urlsplit(url)
-    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    scheme = parts.scheme.lower()
     try:
-        port = parts.port or default_port
-    except ValueError:
+        port = parts.port
+    except ValueError:  # out of range
         port = None
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+    return f"{scheme}://{parts.hostname or ''}:{port or {'http': 80, 'https': 443}.get(scheme)}"
 
 
-class EnvironmentOnceSession(requests.Session):
-    """A session that reads `HTTP(S)_PROXY`, `ALL_PROXY`, `NO_PROXY` and `REQUESTS_CA_BUNDLE`
-    (or `CURL_CA_BUNDLE`) once, not on every request.
+class GuardedSession(requests.Session):
+    """A session that reads proxies and the CA bundle from the environment once per host (with
+    `trust_env`, requests walks the whole environment on every request: under Meltano, the
+    largest cost after the socket), whose `timeout` is a deadline for the whole answer, status
+    line, headers and body (`_Deadline`), and which follows a redirect only within the origin
+    (requests would carry the credentials along). `~/.netrc` is not read."""
 
-    With `trust_env` on, requests walks the whole process environment several times per
-    request to find proxies (`resolve_proxies` → `getproxies_environment`); under Meltano,
-    which runs the tap with a large environment, that was the largest cost after the socket.
-    Here `trust_env` is off and the same requests functions are called once per scheme and
-    host, so a proxy or bypass set in the environment is honoured as requests would honour
-    it. The CA bundle is applied as `Session.request` applies it (the SDK's `send` does not
-    read it at all otherwise). `~/.netrc`, the other thing `trust_env` reads, is not used:
-    credentials come from the tap config.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, label: str = "API", url_setting: str = "api_url") -> None:
         super().__init__()
+        self.label = label
+        self.url_setting = url_setting
         self.trust_env = False
-        self.verify = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        )
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self.verify = ca_bundle or True
         self._proxies_by_origin: dict[tuple[str, str], dict[str, str]] = {}
+        _watch_sends()
 
     def proxies_for(self, request: requests.PreparedRequest) -> dict[str, str]:
         """The proxies requests would use for this request's scheme and host."""
         parts = urlsplit(request.url or "")
-        origin = (parts.scheme, parts.netloc.lower())
-        proxies = self._proxies_by_origin.get(origin)
-        if proxies is None:
+        key = (parts.scheme, parts.netloc.lower())
+        if (proxies := self._proxies_by_origin.get(key)) is None:
             proxies = resolve_proxies(request, dict(self.proxies), trust_env=True)
-            self._proxies_by_origin[origin] = proxies
+            self._proxies_by_origin[key] = proxies
         return proxies
 
     @override
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
         if "proxies" not in kwargs:
             kwargs["proxies"] = self.proxies_for(request)
-        return super().send(request, **kwargs)
-
-
-class GuardedSession(EnvironmentOnceSession):
-    """A session with a whole-answer deadline that keeps credentials on their origin.
-
-    `timeout` given as one number bounds the whole exchange, status line, headers and body: a
-    server trickling its answer a byte at a time is cut off when the deadline passes (requests
-    alone waits `timeout` for each byte). Redirects are followed only within the origin
-    of the request that was sent; a redirect elsewhere ends the request with one line, since
-    requests would carry `x-api-key`-style headers along to the other server.
-    """
-
-    def __init__(self, label: str, url_setting: str) -> None:
-        super().__init__()
-        self.label = label
-        self.url_setting = url_setting
-
-    @override
-    def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
         timeout = kwargs.get("timeout")
         if kwargs.get("stream") or not isinstance(timeout, int | float):
             return super().send(request, **kwargs)  # a redirect hop, inside the outer deadline
-        watch = _Deadline()
-        _current.deadline = watch
-        _WATCHDOG.watch(watch, time.monotonic() + timeout)
+        deadline = _current.deadline = _Deadline(timeout)
+        failure: BaseException | None = None
         try:
             response = super().send(request, **{**kwargs, "stream": True})
-            # Pools this module did not build (a proxy's) attach their socket only now.
-            watch.attach(getattr(getattr(response.raw, "connection", None), "sock", None))
-            read_whole_body(response)
+            deadline.attach(getattr(getattr(response.raw, "connection", None), "sock", None))
+            _ = response.content  # the whole body, within the deadline
         except (requests.RequestException, OSError) as error:
-            if not watch.expired:
-                raise
-            msg = f"no complete answer within {timeout:g} s"
-            raise requests.exceptions.ReadTimeout(msg, request=request) from error
+            failure = error
         finally:
-            watch.finish()
             _current.deadline = None
+            expired = deadline.finish()
+        if expired:  # whatever was read is not the whole answer
+            msg = f"no complete answer within {timeout:g} s"
+            raise requests.exceptions.ReadTimeout(msg, request=request) from failure
+        if failure is not None:
+            raise failure
         return response
 
     @override
@@ -188,213 +186,79 @@ class GuardedSession(EnvironmentOnceSession):
         going_to = origin(prepared_request.url or "")
         if came_from != going_to:
             response.close()
-            method = response.request.method
             msg = (
-                f"{self.label}: {method} {urlsplit(response.request.url or '').path} was "
-                f"redirected (HTTP {response.status_code}) to another origin, {going_to}; "
-                f"credentials are only sent to {came_from} ({self.url_setting}), so the "
-                f"redirect was not followed. If the API moved, set {self.url_setting} to "
-                "its new address"
+                f"{self.label}: {response.request.method} "
+                f"{urlsplit(response.request.url or '').path} was redirected (HTTP "
+                f"{response.status_code}) to another origin, {going_to}; credentials are only "
+                f"sent to {came_from} ({self.url_setting}), so the redirect was not followed. "
+                f"If the API moved, set {self.url_setting} to its new address"
             )
             raise ProviderError(msg)
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
 
 
-def read_whole_body(response: requests.Response) -> None:
-    """Read the body of a streamed `response` in one read, as its `content`.
+class _Deadline(threading.Timer):
+    """Shuts the socket of one exchange down when its time is up. The socket comes with each
+    `http.client` send (its documented audit event carries the connection, whose `sock` is
+    public): requests shows a request's connection only once the headers are in
+    (`response.raw.connection`), too late to cut off a server trickling them."""
 
-    `Response.content` reads in 10 KiB chunks, each through urllib3's and http.client's
-    Python layers: measured 1.7 ms of CPU for a 640 KB onQ page, about as much as everything
-    else that request costs. `iter_content(None)` reads it whole, with the exceptions requests
-    raises for a broken body (`ChunkedEncodingError`, ...), and the connection goes back to
-    the pool as after `content`. Private: `_content` is where `content` keeps the body once
-    read (a `requests.Response` pickles it under that name; tests/test_transport_body.py
-    fails if that changes).
-    """
-    if response._content is False:  # type: ignore[comparison-overlap]  # False: not read yet
-        response._content = b"".join(response.iter_content(None))
-
-
-class _Deadline:
-    """The socket of one exchange, cut when its deadline passes (by `_Watchdog`)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds, self._expire)
+        self.daemon = True
+        self.sock: socket.socket | None = None
         self.expired = False
-        self._done = False
+        self.start()
 
     def attach(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            if sock is None or self._done:
-                return
-            self._sock = sock
-            if self.expired:
-                self._cut()
-
-    def expire(self) -> None:
-        with self._lock:
-            if self._done:
-                return  # answered in time; the connection may already serve another request
-            self.expired = True
+        self.sock = sock or self.sock
+        if self.expired:
             self._cut()
 
-    def finish(self) -> None:
-        with self._lock:
-            self._done = True
-
-    @property
-    def done(self) -> bool:
-        return self._done
+    def _expire(self) -> None:
+        self.expired = True
+        self._cut()
 
     def _cut(self) -> None:
-        if self._sock is not None:
+        if self.sock is not None:
             with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> bool:
+        """The exchange ended: whether its time was up. The timer's thread is gone."""
+        self.cancel()
+        self.join()
+        return self.expired
 
 
-_MAX_PENDING_DEADLINES = 4096
-
-
-class _Watchdog:
-    """One thread that expires every `_Deadline` of the process when its time comes.
-
-    A timer thread per request would cost a thread start each (measured: +0.3 ms CPU per
-    request); finished deadlines are dropped when they come up, or in bulk past 4,096.
-    """
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, _Deadline]] = []
-        self._count = itertools.count()
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, deadline: _Deadline, at: float) -> None:
-        with self._wake:
-            if len(self._due) > _MAX_PENDING_DEADLINES:  # mostly answered long ago: drop those
-                self._due = [entry for entry in self._due if not entry[2].done]
-                heapq.heapify(self._due)
-            heapq.heappush(self._due, (at, next(self._count), deadline))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="deadline-watchdog", daemon=True
-                )
-                self._thread.start()
-            if self._due[0][2] is deadline:
-                self._wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                _, _, deadline = heapq.heappop(self._due)
-            deadline.expire()
-
-
-_WATCHDOG = _Watchdog()
 _current = threading.local()  # `deadline`: the `_Deadline` of the exchange this thread sends
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
-    """Hands its socket to the sending thread's deadline before waiting for the answer, so a
-    server trickling its status line or headers is cut off too."""
-
-    @override
-    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
-        deadline: _Deadline | None = getattr(_current, "deadline", None)
-        if deadline is not None:
-            deadline.attach(self.sock)
-        return super().getresponse()
+def _on_audit(event: str, args: tuple[t.Any, ...]) -> None:
+    if event == "http.client.send" and (deadline := getattr(_current, "deadline", None)):
+        deadline.attach(getattr(args[0], "sock", None))
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection, _WatchedHTTPConnection):
-    pass
-
-
-class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class WatchedAdapter(HTTPAdapter):
-    """requests' adapter, with connections whose socket a `GuardedSession` deadline can cut."""
-
-    @override
-    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _WatchedHTTPPool,
-            "https": _WatchedHTTPSPool,
-        }
-
-
-@dataclass
-class ProviderTransport:
-    """The session, authenticator and request gate shared by one provider's streams."""
-
-    label: str = "API"
-    url_setting: str = "api_url"
-    pool_size: int = 10
-    max_requests_per_second: float | None = None
-    stopping: threading.Event = field(default_factory=threading.Event)
-    session: GuardedSession = field(init=False)
-    gate: RequestGate = field(init=False)
-    _authenticator: Authenticator | None = field(default=None, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        self.session = GuardedSession(self.label, self.url_setting)
-        adapter = WatchedAdapter(pool_connections=2, pool_maxsize=self.pool_size)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.gate = RequestGate(self.max_requests_per_second, self.stopping)
-
-    def authenticator(self, create: t.Callable[[], Authenticator]) -> Authenticator:
-        """The provider's authenticator, built by `create` on first use."""
-        with self._lock:
-            if self._authenticator is None:
-                self._authenticator = create()
-            return self._authenticator
-
-    def close(self) -> None:
-        self.session.close()
+@functools.cache
+def _watch_sends() -> None:
+    """Hand each socket a `GuardedSession` sends on to its exchange's deadline."""
+    sys.addaudithook(_on_audit)  # a hook cannot be removed: installed once, on first use
 
 
 _DECODED_BODY = "_tap_conversations_body"
-_UNDECODED = object()
 
 
-def decoded_body(
-    response: requests.Response, typed: msgspec.json.Decoder[t.Any] | None = None
-) -> t.Any:
-    """The response's JSON body, decoded once (in `validate_response`) and cached on it.
-
-    With `typed` (a stream's page decoder, see `record_types`), a body that is exactly what
-    its type says decodes to that type; any other body is decoded untyped.
-    Raises `msgspec.DecodeError` for a body that is not JSON and `UnicodeDecodeError` for
-    one that is not UTF-8.
-    """
+def decoded_body(response: requests.Response) -> t.Any:
+    """The response's JSON body, decoded once (in `validate_response`) and kept on it; raises
+    `msgspec.DecodeError` (not JSON) or `UnicodeDecodeError` (not UTF-8)."""
     if not hasattr(response, _DECODED_BODY):
-        body: t.Any = _UNDECODED
-        if typed is not None:
-            with contextlib.suppress(msgspec.DecodeError):  # ValidationError is one too
-                body = typed.decode(response.content)
-        if body is _UNDECODED:
-            body = msgspec.json.decode(response.content)
-        setattr(response, _DECODED_BODY, body)
+        setattr(response, _DECODED_BODY, msgspec.json.decode(response.content))
     return getattr(response, _DECODED_BODY)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """A `Retry-After` value as seconds from now: a number of seconds or an HTTP date.
-
-    `None` when absent or unusable (not a number or date, `inf`, `nan`); a date in the past
-    or a negative number is 0.
-    """
+    """A `Retry-After` (seconds or an HTTP date) as seconds from now, at least 0; `None` when
+    absent or unusable (not a number or date, `inf`, `nan`)."""
     if not value or not value.strip():
         return None
     try:
@@ -410,3 +274,168 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+RETRIABLE: tuple[type[BaseException], ...] = (
+    ConnectionResetError,
+    RetriableAPIError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    ContentDecodingError,
+)
+
+
+def duration(seconds: float) -> str:
+    """`1.4 s`, `45 s`, `3600 s (60 min)`: a wait as a person reads it."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    text = f"{seconds:.0f} s"
+    return f"{text} ({seconds / 60:.0f} min)" if seconds >= 120 else text
+
+
+def connection_problem(error: BaseException) -> str:
+    """Why a connection failed, in words: refused, name not resolved, TLS, closed."""
+    causes: list[BaseException] = []  # the error and all it wraps: cause, context, reason, args
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if all(current is not seen for seen in causes):
+            causes.append(current)
+            linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+            todo += [e for e in [*linked, *current.args] if isinstance(e, BaseException)]
+    ssl_errors = [e for e in causes if isinstance(e, ssl.SSLError)]
+    if ssl_errors or any(isinstance(e, requests.exceptions.SSLError) for e in causes):
+        detail = (getattr(ssl_errors[0], "reason", None) if ssl_errors else None) or "failed"
+        return f"TLS error: {detail}"
+    if any(isinstance(e, ConnectionRefusedError) for e in causes):
+        return "connection refused"
+    if any(
+        isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError" for e in causes
+    ):
+        return "host name not resolved"
+    closed = ConnectionResetError | http.client.RemoteDisconnected | BrokenPipeError
+    if any(isinstance(e, closed) for e in causes):
+        return "connection closed by the server"
+    if any(isinstance(e, TimeoutError) for e in causes):
+        return "timed out"
+    return "connection failed"
+
+
+@dataclass
+class RetryPolicy:
+    """How one provider's requests are retried; built by the stream that sends them."""
+
+    label: str  # provider label: "Perform & Engage 365"
+    who: str  # how a give-up line starts: "Perform & Engage 365 stream 'x'"
+    provider: str  # config key, for setting names: "perform_engage"
+    api_url: str  # paths in retry lines are relative to it
+    gate: RequestGate
+    max_tries: int
+    timeout: float
+    max_retry_after: float
+    waits: t.Callable[[], t.Iterator[float]]  # backoff waits, jittered
+    logger: logging.Logger
+    on_retry: t.Callable[[], None]
+    credential_settings: tuple[str, ...] = ()
+
+    def call(
+        self, request: requests.PreparedRequest, send: t.Callable[[], requests.Response]
+    ) -> requests.Response:
+        """`send()` until it answers, fails for good, or runs out of attempts."""
+        waits = self.waits()
+        for attempt in itertools.count(1):
+            self.gate.wait_turn()
+            try:
+                return send()
+            except RETRIABLE as error:
+                if attempt >= self.max_tries:
+                    raise self.gave_up(request, error, attempt) from None
+                wait, note = self.wait_after(request, error, next(waits))
+                self.logger.info(
+                    "%s: %s %s %s, retrying in %s%s (attempt %d of %d)",
+                    *(self.label, request.method, self.relative_path(request.url)),
+                    *(self.what_failed(request, error), duration(wait), note),
+                    *(attempt + 1, self.max_tries),
+                )
+                self.on_retry()
+                self.gate.sleep(wait)
+            except ValueError as error:  # requests refuses a header with a line break
+                if "header" not in str(error).lower():
+                    raise
+                settings = ", ".join(f"{self.provider}.{s}" for s in self.credential_settings)
+                msg = (
+                    f"{self.who}: {request.method} {self.relative_path(request.url)} could not "
+                    "be sent: a header value is invalid (a line break or control character); "
+                    f"check {settings}"
+                )
+                raise ProviderError(msg) from None
+        raise AssertionError  # unreachable: `count` never ends
+
+    def wait_after(
+        self, request: requests.PreparedRequest, error: BaseException, backoff_wait: float
+    ) -> tuple[float, str]:
+        """How long to wait before the next attempt, and what to say about it."""
+        response = getattr(error, "response", None)
+        header = response.headers.get("Retry-After") if response is not None else None
+        if header is None:
+            return backoff_wait, ""
+        seconds = retry_after_seconds(header)
+        if seconds is None:
+            return backoff_wait, f" (its Retry-After {header[:40]!r} is not usable, ignored)"
+        if seconds > self.max_retry_after:
+            msg = (
+                f"{self.who}: {request.method} {self.relative_path(request.url)} "
+                f"{self.what_failed(request, error)} and asks to wait {duration(seconds)} "
+                f"(Retry-After), longer than max_retry_after_seconds "
+                f"({self.max_retry_after:g} s); raise that setting to wait, or run later"
+            )
+            raise ProviderError(msg)
+        self.gate.pause(seconds)  # every worker of this provider waits, not just this one
+        return seconds, f" as its Retry-After asks (every {self.label} request waits)"
+
+    def what_failed(  # noqa: PLR0911 - one return per kind of failure
+        self, request: requests.PreparedRequest, error: BaseException
+    ) -> str:
+        """`answered HTTP 503 ...`, `could not reach host:port (connection refused)` ..."""
+        response = getattr(error, "response", None)
+        if isinstance(error, BadBody):
+            return error.reason
+        if isinstance(error, RetriableAPIError) and response is not None:
+            return f"answered HTTP {response.status_code} {response.reason}"
+        where = origin(request.url or "").partition("://")[2]
+        limit = f"request_timeout_seconds ({self.timeout:g} s)"
+        if isinstance(error, requests.exceptions.ConnectTimeout):
+            return f"could not connect to {where} within {limit}"
+        if isinstance(error, requests.exceptions.Timeout):
+            return f"got no complete answer from {where} within {limit}"
+        if isinstance(error, requests.exceptions.ChunkedEncodingError | ContentDecodingError):
+            return f"sent an answer that was cut short or garbled ({where})"
+        if isinstance(error, requests.exceptions.ConnectionError | ConnectionResetError):
+            return f"could not reach {where} ({connection_problem(error)})"
+        return f"failed ({type(error).__name__})"
+
+    def gave_up(
+        self, request: requests.PreparedRequest, error: BaseException, attempts: int
+    ) -> ProviderError:
+        """One line for a request that still failed after every attempt."""
+        response = getattr(error, "response", None)
+        answered = isinstance(error, RetriableAPIError) and not isinstance(error, BadBody)
+        if answered and response is not None:
+            last = f"last answer HTTP {response.status_code} {response.reason}"
+        else:
+            last = f"last error: {self.what_failed(request, error)}"
+        hint = ""
+        if isinstance(error, requests.exceptions.Timeout):
+            hint = " — raise request_timeout_seconds if the server is only slow"
+        elif isinstance(error, requests.exceptions.ConnectionError | ConnectionResetError):
+            hint = f" — check {self.provider}.api_url"
+        path = urlsplit(request.url or "").path
+        return ProviderError(
+            f"{self.who}: gave up on {path} after {attempts} attempts ({last}){hint}"
+        )
+
+    def relative_path(self, url: str | None) -> str:
+        path = urlsplit(url or "").path
+        base = urlsplit(self.api_url).path.rstrip("/")
+        return path[len(base) :] if base and path.startswith(base + "/") else path or "/"

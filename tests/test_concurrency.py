@@ -12,6 +12,7 @@ import pytest
 from sandbox import FaultSettings
 from tap_conversations.errors import ProviderError
 from tests.helpers import run_cli, sync
+from tests.hostile import Exchange, HostileServer
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -54,7 +55,7 @@ def test_details_are_in_flight_together(sandbox_factory: t.Callable[..., Sandbox
 def test_retry_after_pauses_every_worker(sandbox_factory: t.Callable[..., Sandbox]) -> None:
     sandbox = sandbox_factory(pe_conversations=60, pe_plans=3, latency_ms=5)
     sandbox.settings.faults = FaultSettings(
-        rate=0.08, seed=11, kinds=("429", "503_retry_after"), retry_after_seconds=1
+        rate=0.04, seed=11, kinds=("429", "503_retry_after"), retry_after_seconds=1
     )
     config = {"perform_engage": sandbox.tap_config()["perform_engage"], "max_concurrency": 8}
     result = sync(config)
@@ -112,3 +113,34 @@ def test_cli_failure_in_a_worker_is_one_line_and_exit_1(
     assert "gave up on /perform-engage/api/v2/" in errors[-1]
     assert sum("gave up" in line for line in errors) == 1, errors
     assert "Traceback" not in completed.stderr
+
+
+def test_an_absurd_count_plans_no_page_ahead() -> None:
+    """Issue 28 item 4: `count: 10^12` on the first page once made the tap plan that many
+    page requests ahead; pages are read one after another, as their links say."""
+    server: HostileServer
+
+    def script(exchange: Exchange) -> None:
+        if "/conversation_plans/" in exchange.request.path:
+            exchange.reply(200, b'{"count": 0, "next": null, "previous": null, "results": []}')
+            return
+        page = {
+            "count": 10**12,
+            "next": f"{server.url}/api/v2/conversations/?limit=100&offset=100",
+            "previous": None,
+            "results": [],
+        }
+        exchange.reply(200, json.dumps(page).encode())
+
+    with HostileServer(script) as server:
+        config = {
+            "perform_engage": {"api_url": f"{server.url}/api/v2", "username": "u", "api_key": "k"},
+            "max_concurrency": 8,
+        }
+        with pytest.raises(ProviderError, match="empty page that still links") as failure:
+            sync(config)
+    assert "stream 'perform_engage_conversations'" in str(failure.value)
+    assert server.paths() == [
+        "/api/v2/conversation_plans/?limit=100",
+        "/api/v2/conversations/?limit=100",
+    ]

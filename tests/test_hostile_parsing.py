@@ -9,7 +9,6 @@ import typing as t
 
 import pytest
 
-from tap_conversations import transport
 from tap_conversations.perform_engage_token import token_urls
 from tap_conversations.tap import TapConversations
 from tap_conversations.transport import origin, retry_after_seconds
@@ -71,15 +70,6 @@ def test_origins_compare_scheme_host_and_port() -> None:
     assert origin("https://API.example.com/a") == origin("https://api.example.com:443/b")
     assert origin("http://api.example.com/") != origin("https://api.example.com/")
     assert origin("http://127.0.0.1:8000/") != origin("http://127.0.0.1:8001/")
-
-
-def test_answered_deadlines_do_not_pile_up_in_the_watchdog() -> None:
-    watchdog = transport._Watchdog()
-    for _ in range(10_000):
-        deadline = transport._Deadline()
-        watchdog.watch(deadline, time.monotonic() + 3600)
-        deadline.finish()
-    assert len(watchdog._due) <= transport._MAX_PENDING_DEADLINES + 1
 
 
 def test_retry_waits_start_at_half_a_second_and_grow() -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tap_conversations.transport import EnvironmentOnceSession
+from tap_conversations.transport import GuardedSession
 from tests.helpers import parse_messages, run_cli, sync
 
 if t.TYPE_CHECKING:
@@ -152,9 +152,9 @@ def test_a_ca_bundle_in_the_environment_is_what_requests_would_verify_with(
         "https://example.com/", {}, None, None, None
     )
     assert reference["verify"] == str(bundle)
-    assert EnvironmentOnceSession().verify == str(bundle)
+    assert GuardedSession().verify == str(bundle)
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-    assert EnvironmentOnceSession().verify is True
+    assert GuardedSession().verify is True
 
 
 @pytest.mark.usefixtures("clean_proxy_environment")
@@ -163,7 +163,7 @@ def test_proxies_match_what_requests_resolves_from_the_environment(
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "internal.example,.corp.example")
-    session = EnvironmentOnceSession()
+    session = GuardedSession()
     for url in (
         "https://api.example/v1/x",
         "https://internal.example/api",

@@ -158,7 +158,6 @@ def test_the_private_sdk_surface_is_this_list_and_no_longer() -> None:
         "_write_starting_replication_value",  # once per run for one-state children
         "_increment_stream_state",  # this tap's bookmarks
         "_write_state_message",  # `checkpoint`
-        "_request",  # `send_prepared`
         "_env_var_config",  # `--config ENV` with nested settings (env.py)
     }
 

@@ -21,7 +21,6 @@ PROGRESS_MARKERS = "progress_markers"
 
 
 if t.TYPE_CHECKING:
-    import requests
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
@@ -114,17 +113,6 @@ class CompatStream(RESTStream[t.Any]):
         """
         self.state_manager.is_flushed = False
         self._write_state_message()
-
-    def send_prepared(self, request: requests.PreparedRequest, context: t.Any) -> requests.Response:
-        """Send one prepared request the way the SDK's paging does, retries and all.
-
-        Why private: the SDK sends a page only inside `request_records`, one after another;
-        `_request` (auth, send, metrics, `validate_response`) is what it wraps with
-        `request_decorator`. Sending the next list pages ahead, on worker threads
-        (`prefetch.DetailPrefetcher.pages_ahead`), needs that same path.
-        """
-        response: requests.Response = self.request_decorator(self._request)(request, context)
-        return response
 
     @staticmethod
     def drop_progress_markers(state: dict[str, t.Any]) -> bool:

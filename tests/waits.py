@@ -1,0 +1,48 @@
+"""Retries without waiting: the request gates' clock and sleep replaced for one test.
+
+`RequestGate.now` and `RequestGate.sleep` are where every backoff and `Retry-After` wait of the
+tap happens (`transport`); here a wait is recorded and moves the gates' clock on at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import typing as t
+
+from tap_conversations.errors import Interrupted
+from tap_conversations.transport import RequestGate
+
+if t.TYPE_CHECKING:
+    import pytest
+
+
+class SkippedWaits:
+    """The gates' time: real time plus every wait skipped so far."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []  # every wait asked for, in seconds, in order
+        self._skipped = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return time.monotonic() + self._skipped
+
+    def sleep(self, gate: RequestGate, seconds: float) -> None:
+        if gate.stopping.is_set():
+            raise Interrupted
+        with self._lock:
+            self.waits.append(seconds)
+            self._skipped += max(seconds, 0.0)
+
+
+def skip_waits(monkeypatch: pytest.MonkeyPatch) -> SkippedWaits:
+    """Make every gate of this test skip its waits (and record them)."""
+    skipped = SkippedWaits()
+
+    def sleep(gate: RequestGate, seconds: float) -> None:
+        skipped.sleep(gate, seconds)
+
+    monkeypatch.setattr(RequestGate, "now", staticmethod(skipped.now))
+    monkeypatch.setattr(RequestGate, "sleep", sleep)
+    return skipped
