@@ -1,24 +1,32 @@
-"""The stream base class `ApiStream`, for every endpoint (`detail.DetailStream` builds on it).
+"""The stream base class `ApiStream`, for every endpoint, and the two paging styles.
 
 A provider module subclasses `ApiStream` once for its protocol (auth, paging, envelope) and then
 once per endpoint, so each endpoint class is a few declarative lines next to its schema.
 `ApiStream` holds what is done with what the API answers (pages, records, the list's
 replication, bookmarks); `requesting.ProviderStream`, its base, how requests are sent, retried
 and judged. What the base classes use lives beside them: `transport` (session, auth cache,
-request gate, body decoding), `paging`, `records` (schema checks), `replication`, `prefetch`
-(concurrent details), `errors`.
+request gate, body decoding), `records` (schema checks), `replication`, `prefetch` (concurrent
+details), `errors`.
+
+Paging (the end of this module) ends on what the API says — a null `next`, a short page, an
+announced total — not on an empty page as the SDK's paginators do (one extra request per
+stream, and only a token equal to the one just before it counts as a loop). A server that
+contradicts itself (a loop, an empty page that links on, a total that disagrees with what was
+delivered, a repeated page) ends the stream with one line through `PagingCheck.fail`, never a
+loop or a silent gap.
 """
 
 from __future__ import annotations
 
 import datetime
 import typing as t
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.pagination import BaseHATEOASPaginator, PageNumberPaginator
 from typing_extensions import override
 
-from tap_conversations.errors import ProviderError, prefix
-from tap_conversations.paging import PageKeys
+from tap_conversations.errors import PaginationError, ProviderError, prefix
 from tap_conversations.records import RecordChecker
 from tap_conversations.replication import CLOCK_MARGIN, SENT, ListReplication, in_the_future
 from tap_conversations.requesting import ProviderStream
@@ -69,7 +77,8 @@ class ApiStream(ProviderStream):
         body = decoded_body(response)
         rows = list(self.records_in(body, response))
         if (watch := self.scan_watch) is not None:
-            keys = PageKeys(rows, (self.primary_keys or ("id",))[0])
+            key = (self.primary_keys or ("id",))[0]
+            keys = [str(row.get(key)) if isinstance(row, dict) else "" for row in rows]
             position = self.page_position(response)
             overlap = watch.page(position, keys, self.total_in(body))
             rows = rows[overlap:]
@@ -229,3 +238,131 @@ class ApiStream(ProviderStream):
                 )
                 state.pop("replication_key_value", None)
                 state.pop(SENT, None)
+
+
+# Paging ------------------------------------------------------------------------------------
+
+
+class PagingCheck:
+    """Counts what a stream's pages delivered; the one place paging failures are raised."""
+
+    def __init__(self, stream: ApiStream) -> None:
+        self.stream = stream
+        self.records_read = 0
+
+    def fail(self, problem: str) -> t.NoReturn:
+        msg = f"{prefix(self.stream)}: paging stopped because {problem}"
+        raise PaginationError(msg)
+
+    def list_moved(self) -> bool:
+        """Whether the stream's scan already saw the list change under it: then counts that
+        disagree are that change (the scan is read again), not a server contradicting itself."""
+        watch = getattr(self.stream, "scan_watch", None)
+        return watch is not None and not watch.clean
+
+
+class NextUrlPaginator(BaseHATEOASPaginator):
+    """Django REST Framework paging: follow `next` (an absolute URL) until it is null.
+
+    Taking limit, offset and filters from the server's own link makes a server-side `limit` cap
+    safe. `count` is checked against what was delivered when the last page arrives. Each page
+    after the first starts one record early, on the previous page's last record: a list that
+    shifted between two pages shows there (`snapshot.ScanWatch`), and the stream drops the
+    repeated record.
+    """
+
+    def __init__(self, stream: ApiStream) -> None:
+        super().__init__()
+        self.check = PagingCheck(stream)
+        self._seen: set[str] = set()
+        self._overlaps = False  # whether the page just received starts one record early
+
+    @override
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        return True  # an empty page is checked in `get_next_url`, not silently ended on
+
+    @override
+    def get_next_url(self, response: requests.Response) -> str | None:
+        body = decoded_body(response)
+        next_url: str | None = body.get("next")
+        on_page = len(body.get("results") or [])
+        self.check.records_read += on_page - (1 if self._overlaps and on_page else 0)
+        self._overlaps = False
+        count = body.get("count")
+        if next_url:
+            next_url = self._one_record_early(next_url)
+        if next_url in self._seen:
+            self.check.fail(f"its `next` link repeats a page already read ({next_url})")
+        if next_url and not on_page:
+            self.check.fail(f"it sent an empty page that still links to another ({next_url})")
+        moved = self.check.list_moved()
+        if (
+            not next_url
+            and isinstance(count, int)
+            and count != self.check.records_read
+            and not moved
+        ):
+            self.check.fail(
+                f"it announced count={count} but delivered {self.check.records_read} records"
+            )
+        if next_url:
+            self._seen.add(next_url)
+        return next_url
+
+    def _one_record_early(self, url: str) -> str:
+        url, self._overlaps = one_record_early(url)
+        return url
+
+
+def one_record_early(url: str) -> tuple[str, bool]:
+    """`url` with its `offset` one less (and whether it changed): pages overlap by a record.
+
+    Not with pages of one record (`limit=1`): such a page, started one early, would be the
+    page before it again.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    offsets = [int(v) for k, v in query if k == "offset" and v.isdigit()]
+    limits = [v for k, v in query if k == "limit"]
+    if len(offsets) != 1 or offsets[0] < 1 or (limits and limits[0] in {"0", "1"}):
+        return url, False
+    query = [(k, str(offsets[0] - 1) if k == "offset" else v) for k, v in query]
+    return urlunsplit(parts._replace(query=urlencode(query))), True
+
+
+class PageNumberUntilShortPaginator(PageNumberPaginator):
+    """1-based page numbers, ending on an empty or short page, or once `total` were read.
+
+    `page_size(body)` is the size a full page has: what was asked, or what the server says it
+    applied (Respondent may apply less than asked).
+    """
+
+    def __init__(self, stream: ApiStream, page_size: t.Callable[[t.Any], int]) -> None:
+        super().__init__(start_value=1)
+        self.check = PagingCheck(stream)
+        self._stream = stream
+        self._page_size = page_size
+        self._previous_first: t.Any = None
+
+    @override
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        return True  # let `has_more` see the empty page, to compare it with the total
+
+    @override
+    def has_more(self, response: requests.Response) -> bool:
+        body = decoded_body(response)
+        page = list(self._stream.records_in(body, response))
+        self.check.records_read += len(page)
+        keys = self._stream.primary_keys or ()
+        first = tuple(page[0].get(k) for k in keys) if page else None
+        if first is not None and first == self._previous_first:
+            self.check.fail(f"page {self.current_value} repeats the previous page")
+        self._previous_first = first
+        total = self._stream.total_in(body)
+        more = bool(page) and len(page) >= self._page_size(body)
+        if total is not None:
+            read = self.check.records_read
+            if read > total or (not more and read < total):
+                self.check.fail(f"it announced {total} records but delivered {read}")
+            more = read < total
+        return more

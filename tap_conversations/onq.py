@@ -23,9 +23,8 @@ import requests
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_conversations.client import ApiStream
+from tap_conversations.client import ApiStream, PageNumberUntilShortPaginator
 from tap_conversations.errors import ProviderError
-from tap_conversations.paging import PageNumberUntilShortPaginator
 from tap_conversations.provider import Provider
 from tap_conversations.settings import rate_limit_setting, register_secret
 from tap_conversations.transport import decoded_body

@@ -19,11 +19,10 @@ from requests.auth import HTTPBasicAuth
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_conversations.client import ApiStream
+from tap_conversations.client import ApiStream, NextUrlPaginator
 from tap_conversations.derived import DerivedStream
 from tap_conversations.detail import DetailStream
 from tap_conversations.errors import ProviderError
-from tap_conversations.paging import NextUrlPaginator
 from tap_conversations.perform_engage_schemas import (
     ASSIGNED_DEPARTMENT_PROPERTIES,
     ASSIGNED_USER_PROPERTIES,

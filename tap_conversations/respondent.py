@@ -19,10 +19,9 @@ from singer_sdk import typing as th
 from singer_sdk.authenticators import APIAuthenticatorBase
 from typing_extensions import override
 
-from tap_conversations.client import ApiStream
+from tap_conversations.client import ApiStream, PageNumberUntilShortPaginator
 from tap_conversations.derived import DerivedStream
 from tap_conversations.errors import ProviderError
-from tap_conversations.paging import PageNumberUntilShortPaginator
 from tap_conversations.provider import Provider
 from tap_conversations.settings import rate_limit_setting
 from tap_conversations.transport import decoded_body
