@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from singer_sdk import RESTStream, Stream
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._state import PROGRESS_MARKERS
-from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.mapper import RemoveRecordTransform, SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
@@ -59,7 +59,8 @@ class CompatStream(RESTStream[t.Any]):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        self._schema_sent = False
+        #: The `schema_version` the last SCHEMA message of this run described (None: none yet).
+        self._schema_sent: int | None = None
         self._starting_value_written = False
         self._record_plan: RecordPlan | None = None
         if self.parent_stream_type is not None and not self.logger.filters:
@@ -74,6 +75,20 @@ class CompatStream(RESTStream[t.Any]):
     def deselected_fields(self) -> frozenset[str]:
         """Top-level properties the catalog deselected (subclasses know)."""
         return frozenset()
+
+    @property
+    def schema_version(self) -> int:
+        """How many times the stream's schema grew since it was written (subclasses know)."""
+        return 0
+
+    def grown_schema(self, schema: dict[str, t.Any]) -> dict[str, t.Any]:
+        """`schema` (a stream map's) with what the stream's schema grew by (subclasses)."""
+        return schema
+
+    def write_schema_if_grown(self) -> None:
+        """Write the stream's SCHEMA again if it grew since the last one: before a RECORD."""
+        if self._schema_sent is not None and self._schema_sent != self.schema_version:
+            self._write_schema_message()
 
     @property
     def one_state_per_stream(self) -> bool:
@@ -184,6 +199,7 @@ class CompatStream(RESTStream[t.Any]):
                     if limit is not None:  # `--test`: the SDK stops at the first record past it
                         self._check_max_record_limit(current_record_index=written)
                         allowed = batch[: limit - written]
+                    self.write_schema_if_grown()
                     write(alias, allowed, version, now(utc))
                     state_manager.is_flushed = False
                     written += len(allowed)
@@ -216,6 +232,8 @@ class CompatStream(RESTStream[t.Any]):
         # selected at all and never written).
         # Private: `_generate_record_messages`, `_stream_version`, and
         # `singer_sdk.helpers._catalog.pop_deselected_record_properties`.
+        if self._schema_sent != self.schema_version:
+            self.write_schema_if_grown()
         plan = self._record_plan or self._plan_records()
         if plan.nested:
             pop_deselected_record_properties(record, self.schema, self.mask)
@@ -261,9 +279,21 @@ class CompatStream(RESTStream[t.Any]):
         # Why: the SDK writes a child stream's SCHEMA once per parent record (each parent
         # starts a child sync). One per stream and run is all a target needs; the rest is noise
         # that grows with the account (meltano/sdk#1061). No public hook decides this.
-        if not self._schema_sent:
+        # Again only when the schema grew (`schema_evolution: evolve`, `write_schema_if_grown`
+        # before a RECORD): then an identity map's schema is the grown one; a map that
+        # transforms or flattens keeps the schema it made. Private: `_generate_schema_messages`.
+        version = self.schema_version
+        if self._schema_sent == version:
+            return
+        if version == 0:
             super()._write_schema_message()
-            self._schema_sent = True
+        else:
+            maps = [m for m in self.stream_maps if not isinstance(m, RemoveRecordTransform)]
+            for stream_map, message in zip(maps, self._generate_schema_messages(), strict=True):
+                if type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled:
+                    message.schema = self.grown_schema(message.schema)
+                self._tap.write_message(message)
+        self._schema_sent = version
 
     @override
     def _increment_stream_state(
@@ -316,6 +346,6 @@ class CompatStream(RESTStream[t.Any]):
     def reset_schema_sent(self) -> None:
         """A new run writes each SCHEMA again (once), and each starting bookmark, and works out
         its record plan again (its catalog may differ)."""
-        self._schema_sent = False
+        self._schema_sent = None
         self._starting_value_written = False
         self._record_plan = None
