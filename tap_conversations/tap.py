@@ -19,6 +19,7 @@ from typing_extensions import override
 from tap_conversations import onq, perform_engage, respondent
 from tap_conversations.builtin_settings import BuiltinSettings
 from tap_conversations.cli import one_line_failures, read_json_file
+from tap_conversations.discovery import describe_first_pages
 from tap_conversations.errors import ProviderError, ProvidersFailed
 from tap_conversations.output import StateFlushingWriter
 from tap_conversations.prefetch import DetailPrefetcher
@@ -228,6 +229,7 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
         config, parse_env = cli_config(ctx)
         with one_line_failures(cls.logger):
             tap = cls(config=config, parse_env_config=parse_env, setup_mapper=False)
+            describe_first_pages(tap)
             tap.run_discovery()
         ctx.exit()
 
