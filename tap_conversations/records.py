@@ -14,8 +14,8 @@ For each record, in this order:
 `schema_evolution` (docs/schema-evolution.md): `evolve` keeps an undescribed field and grows
 the stream's schema with it (its JSON type as seen, nullable; `version` counts the growths and
 `grown` writes them into a schema, for the SCHEMA message written before the next RECORD); a
-described-by-evolution field whose type changes widens. `freeze` ends the provider; `discard`
-drops the field and reports it once per stream and path.
+field evolution added whose type then changes widens to any JSON value (`{}`). `freeze` ends
+the provider; `discard` drops the field and reports it once per stream and path.
 
 Every failure is one line naming provider, stream, field, record and what is wrong. The checks
 follow the schema, never the data, so they go only as deep as the schema does: a hostile value
@@ -77,9 +77,11 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {  # bool is not an integer: types, n
 }
 
 
-#: A JSON value's type name, by the Python type it decodes to.
+#: A new field's JSON type, by the Python type its value decodes to. An integer is a "number":
+#: a field first seen as 3 and later as 0.5 then needs no widening (target-postgres 0.8.1
+#: keeps a column's first type and would round 0.5 into a bigint column).
 _TYPE_NAMES: dict[type, str] = {
-    **{str: "string", bool: "boolean", int: "integer", float: "number"},
+    **{str: "string", bool: "boolean", int: "number", float: "number"},
     **{list: "array", dict: "object"},
 }
 
@@ -173,24 +175,6 @@ _short.maxlevel, _short.maxstring, _short.maxother, _short.maxlist, _short.maxdi
 def _describe(value: t.Any) -> str:
     """`int 42`: type and a short repr that stays short however deep the value nests."""
     return f"{type(value).__name__} {_short.repr(value)}"
-
-
-def widened(prop: dict[str, t.Any], kind: str) -> dict[str, t.Any]:
-    """A schema holding the values `prop` holds and values of JSON type `kind`.
-
-    Scalars widen to a list of types (`["integer", "number", "null"]`). Once an object or array
-    meets another type, the schema is `{}` (any JSON): target-postgres 0.8.1 makes a `jsonb`
-    column of it, and of a list of types with an object in it too (its type precedence), but
-    keeps the column's first type when a table already has it; `{}` is one type everywhere.
-    """
-    declared = prop.get("type", [])
-    if not declared:
-        return {}
-    kinds = {*declared, kind}
-    if kinds & {"object", "array"}:
-        return {}
-    order = ["string", "boolean", "integer", "number"]
-    return {"type": [*(k for k in order if k in kinds), "null"]}
 
 
 # The checks ----------------------------------------------------------------------------------
@@ -327,8 +311,8 @@ class RecordChecker:
                 prop: dict[str, t.Any] = {"type": [kind, "null"]}
                 line = "%s: new field '%s' (%s) kept"
             else:
-                prop = widened(old.prop, kind)
-                line = "%s: field '%s' is now also %s; its schema widened"
+                prop = {}  # any JSON: see `schema_evolution` in docs/schema-evolution.md
+                line = "%s: field '%s' is now also %s; its schema widened to any JSON value"
             rule.fields = {**fields, name: Rule(prop, f"{rule.path}{name}", crumbs, evolved=True)}
             self.added = {**self.added, crumbs: prop}
             self.version += 1
