@@ -43,11 +43,13 @@ def _describe_first_page(stream: ApiStream) -> None:
         page = next(iter(stream.request_pages(context)), [])  # the generator closes with it
         stream.checked_batch(list(page), context)
     except Exception as error:  # any failure: the documented schema, and one line
-        reason = str(error) if isinstance(error, ProviderError) else type(error).__name__
+        reason = (
+            str(error)
+            if isinstance(error, ProviderError)
+            else f"{prefix(stream)}: {type(error).__name__}"  # its text may hold a body
+        )
         stream.logger.warning(
-            "%s: its first page could not be read for discovery (%s); the catalog has its "
-            "documented schema",
-            prefix(stream),
+            "%s; discovery could not read the first page, so the catalog has the documented schema",
             reason,
         )
         return
