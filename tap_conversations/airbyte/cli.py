@@ -30,6 +30,7 @@ from tap_conversations.airbyte.protocol import (
 )
 from tap_conversations.airbyte.writer import AirbyteMessageWriter
 from tap_conversations.check import check_providers
+from tap_conversations.discovery import describe_first_pages
 from tap_conversations.tap import PROVIDERS, TapConversations
 
 if t.TYPE_CHECKING:
@@ -158,6 +159,7 @@ class Source:
 
     def discover(self, config: dict[str, t.Any]) -> None:
         tap = self.tap(config=config)
+        describe_first_pages(tap)  # as the tap's `--discover`: docs/schema-evolution.md
         self.output.write(
             models.AirbyteMessage(
                 type=models.Type.CATALOG, catalog=translate.airbyte_catalog(tap.catalog_dict)
