@@ -2,10 +2,10 @@
 
 The schemas were written from the vendors' docs; the APIs send more (docs/schema-evolution.md).
 With `schema_evolution: evolve` (the default) and a provider configured, discovery reads the
-first page of each list endpoint (one request each, the first partition's for a partitioned
-list), checks its records as a sync would, and the catalog describes what they carried beyond
-the docs, so `meltano select` and hand-edited catalogs can select it. Detail and derived
-streams keep their documented schema: a sync evolves them as records arrive. Without
+first page of each list endpoint (one request each, not retried; for a partitioned list, its
+first partition's), checks its records as a sync would, and the catalog describes what they
+carried beyond the docs, so `meltano select` and hand-edited catalogs can select it. Detail and
+derived streams keep their documented schema: a sync evolves them as records arrive. Without
 credentials, or when a request fails, the catalog has the documented schema and one WARNING
 line says why.
 """
@@ -39,6 +39,9 @@ def describe_first_pages(tap: TapConversations) -> None:
 def _describe_first_page(stream: ApiStream) -> None:
     partitions = stream.partitions
     context = partitions[0] if partitions else None
+    # One attempt: discovery must stay quick when the API is down (the documented schema is
+    # a fine answer), not wait out a sync's retries. The stream is discovery's own instance.
+    setattr(stream, "backoff_max_tries", lambda: 1)  # noqa: B010 - the SDK's public hook
     try:
         page = next(iter(stream.request_pages(context)), [])  # the generator closes with it
         stream.checked_batch(list(page), context)
