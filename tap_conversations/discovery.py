@@ -22,7 +22,11 @@ if t.TYPE_CHECKING:
 
 
 def describe_first_pages(tap: TapConversations) -> None:
-    """Grow each list stream's schema by what its first page carries (see the module)."""
+    """Grow each list stream's schema by what its first page carries (see the module).
+
+    `tap` is built with `setup_mapper=False`, as `--discover` builds it: a stream map set up
+    reads each stream's catalog metadata once, from the schema as it was then.
+    """
     if tap.config.get("schema_evolution", "evolve") != "evolve":
         return
     if not tap.configured_providers:

@@ -138,9 +138,10 @@ class Selection:
 
     @classmethod
     def from_mask(cls, schema: dict[str, t.Any], mask: SelectionMask) -> Selection:
-        deselected = {
-            name for name in schema["properties"] if not mask.get(("properties", name), True)
-        }
+        # The catalog's properties, not only the schema's: a catalog from `--discover` with
+        # credentials also lists fields the docs do not (`discovery`).
+        names = set(schema["properties"]) | {c[1] for c in mask if len(c) == 2}
+        deselected = {name for name in names if not mask.get(("properties", name), True)}
         nested = any(len(crumb) > 2 and not selected for crumb, selected in mask.items())
         return cls(frozenset(deselected), nested)
 

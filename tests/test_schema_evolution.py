@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from sandbox import Sandbox, undocumented
+from tap_conversations.discovery import describe_first_pages
 from tap_conversations.errors import ProviderError
 from tap_conversations.records import RecordChecker
+from tap_conversations.tap import TapConversations
 from tests.helpers import SyncResult, run_cli, sync
 
 if t.TYPE_CHECKING:
@@ -368,3 +370,21 @@ def test_discover_without_credentials_or_when_a_request_fails_is_the_documented_
         "; discovery could not read the first page, so the catalog has the documented schema"
     )
     assert "Traceback" not in failed.stderr
+
+
+def test_a_discovered_field_deselected_in_the_catalog_is_not_sent(noisy: Sandbox) -> None:
+    tap = TapConversations(config=noisy.tap_config(), setup_mapper=False)
+    describe_first_pages(tap)
+    catalog = tap.catalog_dict
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if entry["tap_stream_id"] == "onq_conversations" and item["breadcrumb"] == [
+                "properties",
+                "x_category",
+            ]:
+                item["metadata"]["selected"] = False
+    result = sync(noisy.tap_config(), catalog=catalog)
+    records = result.records("onq_conversations")
+    assert len(records) == len(noisy.data.onq_conversations)
+    assert all("x_category" not in r and "x_score" in r for r in records)
+    assert all("x_category" in r for r in result.records("respondent_conversations"))

@@ -158,8 +158,8 @@ class Source:
         )
 
     def discover(self, config: dict[str, t.Any]) -> None:
-        tap = self.tap(config=config)
-        describe_first_pages(tap)  # as the tap's `--discover`: docs/schema-evolution.md
+        tap = self.tap(config=config, setup_mapper=False)  # as the tap's own `--discover`
+        describe_first_pages(tap)  # docs/schema-evolution.md
         self.output.write(
             models.AirbyteMessage(
                 type=models.Type.CATALOG, catalog=translate.airbyte_catalog(tap.catalog_dict)
