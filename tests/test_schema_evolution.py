@@ -17,6 +17,7 @@ from tap_conversations.discovery import describe_first_pages
 from tap_conversations.errors import ProviderError
 from tap_conversations.records import RecordChecker
 from tap_conversations.tap import TapConversations
+from tests.airbyte_messages import configured_catalog, run_source
 from tests.helpers import SyncResult, run_cli, sync
 
 if t.TYPE_CHECKING:
@@ -388,3 +389,22 @@ def test_a_discovered_field_deselected_in_the_catalog_is_not_sent(noisy: Sandbox
     assert len(records) == len(noisy.data.onq_conversations)
     assert all("x_category" not in r and "x_score" in r for r in records)
     assert all("x_category" in r for r in result.records("respondent_conversations"))
+
+
+def test_the_airbyte_source_discovers_and_reads_undocumented_fields(
+    noisy: Sandbox, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"onq": noisy.tap_config()["onq"]}))
+    discovered = run_source(["discover", "--config", str(config)])
+    assert discovered.returncode == 0, discovered.stdout[-2000:]
+    (message,) = discovered.of_type("CATALOG")
+    (stream,) = message["catalog"]["streams"]
+    assert stream["json_schema"]["properties"]["x_category"] == {"type": ["string", "null"]}
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(configured_catalog(message["catalog"])))
+    run = run_source(["read", "--config", str(config), "--catalog", str(catalog)])
+    assert run.returncode == 0, run.stdout[-2000:]
+    records = run.records("onq_conversations")
+    want = {str(r["id"]): r["x_category"] for r in noisy.data.onq_conversations}
+    assert {r["id"]: r["x_category"] for r in records} == want
