@@ -11,6 +11,8 @@ import typing as t
 from pathlib import Path
 
 import pytest
+from singer_sdk import Stream as SdkStream
+from singer_sdk.mapper import RemoveRecordTransform
 
 from sandbox import Sandbox, undocumented
 from tap_conversations.discovery import describe_first_pages
@@ -35,6 +37,16 @@ SCHEMA: dict[str, t.Any] = {
     },
 }
 PRISTINE = copy.deepcopy(SCHEMA)
+CONFIG_ONQ = {
+    "onq": {
+        "api_url": "http://127.0.0.1:9/onq",
+        "api_key": "ONQ-k",
+        "api_secret": "secret-value-1234",
+        "issuer": "https://a.example",
+        "subject": "etl@a.example",
+        "audience": "https://a.onq.io",
+    }
+}
 
 
 class Stream:
@@ -408,3 +420,43 @@ def test_the_airbyte_source_discovers_and_reads_undocumented_fields(
     records = run.records("onq_conversations")
     want = {str(r["id"]): r["x_category"] for r in noisy.data.onq_conversations}
     assert {r["id"]: r["x_category"] for r in records} == want
+
+
+# Guards for the SDK surface the grown SCHEMA uses (sdk_compat.CompatStream) -----------------
+
+
+def test_the_sdk_yields_one_schema_message_per_map_that_keeps_records() -> None:
+    # `_write_schema_message` pairs the SDK's `_generate_schema_messages` with the stream's
+    # maps, skipping `RemoveRecordTransform`s as the SDK does.
+    assert "_generate_schema_messages" in vars(SdkStream)
+    config = {
+        **CONFIG_ONQ,
+        "stream_maps": {
+            "onq_conversations": {"name_upper": "name.upper()"},
+            "onq_copy": {"__source__": "onq_conversations"},
+        },
+    }
+    tap = TapConversations(config=config)
+    stream = tap.streams["onq_conversations"]
+    kept = [m for m in stream.stream_maps if not isinstance(m, RemoveRecordTransform)]
+    messages = list(stream._generate_schema_messages())  # the guarded private name
+    assert [m.stream for m in messages] == [m.stream_alias for m in kept]
+    assert len(kept) == 2
+
+
+def test_a_grown_schema_reaches_identity_maps_and_leaves_transforming_maps_alone(
+    noisy: Sandbox,
+) -> None:
+    config = {
+        "onq": noisy.tap_config()["onq"],
+        "stream_maps": {"onq_copy": {"__source__": "onq_conversations"}},
+    }
+    result = sync(config)
+    schemas: dict[str, list[dict[str, t.Any]]] = {}
+    for message in result.messages:
+        if message["type"] == "SCHEMA":
+            schemas.setdefault(message["stream"], []).append(message["schema"])
+    assert len(schemas["onq_conversations"]) == 2
+    assert "x_category" not in schemas["onq_conversations"][0]["properties"]
+    assert "x_category" in schemas["onq_conversations"][1]["properties"]
+    assert all("x_category" not in s["properties"] for s in schemas["onq_copy"])
