@@ -240,7 +240,9 @@ def assert_described_before_carried(result: SyncResult) -> None:
 
 
 def test_evolve_delivers_every_undocumented_value_described_first(noisy: Sandbox) -> None:
-    result = sync(noisy.tap_config())
+    config = noisy.tap_config()
+    config["onq"]["page_size"] = 4  # `x_labels` first arrives on onQ's third page
+    result = sync(config)
     assert_described_before_carried(result)
     expected = {
         "onq_conversations": ("id", noisy.data.onq_conversations),
