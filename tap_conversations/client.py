@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime
 import typing as t
-from collections import deque
-from itertools import islice
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
@@ -34,9 +32,6 @@ if t.TYPE_CHECKING:
 
     from tap_conversations.prefetch import PrefetchableChild
     from tap_conversations.snapshot import ScanWatch
-
-
-_END = object()  # what `next` gives for a spent iterator, in `request_pages`
 
 
 def is_detail_stream(stream: Stream) -> bool:
@@ -66,8 +61,6 @@ class ApiStream(ProviderStream):
         self.bookmark_ceiling = ""
         #: The record whose children are being synced (see `generate_child_contexts`).
         self.record_for_children: dict[str, t.Any] | None = None
-        #: While `request_pages` runs: each page's records, as `parse_response` returns them.
-        self._pages: list[list[t.Any]] | None = None
 
     # Pages ------------------------------------------------------------------------------
 
@@ -83,27 +76,7 @@ class ApiStream(ProviderStream):
             if position == 0:
                 following = self.following_pages(body)
                 self.conversations_tap.detail_prefetcher.pages_ahead(self, following, self.context)
-        if self._pages is not None and rows:
-            self._pages.append(rows)
-        return rows  # a list, not a generator: one generator less per record
-
-    def request_pages(self, context: Context | None) -> t.Iterator[list[t.Any]]:
-        """The records of `request_records`, a page at a time (each page's list as
-        `parse_response` returns it), for a list scan to check and keep in whole batches.
-
-        The SDK's paging loop runs as it is: each page is read from it, then its records are
-        passed over in C (`deque(islice(...))`) instead of one by one in Python.
-        """
-        pages: list[list[t.Any]] = []
-        self._pages = pages
-        try:
-            records = iter(self.request_records(context))
-            while next(records, _END) is not _END:  # the first record of the next page
-                page = pages.pop(0)
-                deque(islice(records, len(page) - 1), maxlen=0)
-                yield page
-        finally:
-            self._pages = None
+        return rows
 
     def following_pages(self, body: t.Any) -> list[requests.PreparedRequest]:
         """The requests of the list pages after the first, when the first page tells them.
@@ -136,16 +109,6 @@ class ApiStream(ProviderStream):
 
     @property
     @override
-    def nested_deselection(self) -> bool:
-        return self.checker.selection.nested
-
-    @property
-    @override
-    def deselected_fields(self) -> frozenset[str]:
-        return self.checker.selection.deselected
-
-    @property
-    @override
     def schema_version(self) -> int:
         return self.checker.version
 
@@ -168,29 +131,18 @@ class ApiStream(ProviderStream):
         prefetcher = self.conversations_tap.detail_prefetcher
         if self.parent_stream_type is not None:
             yield from prefetcher.read_ahead(self, children, self.checked_records(context), context)
-            return
-        rows = self.replicate(context, children)
-        yield from t.cast("t.Iterator[dict[str, t.Any]]", rows)
-
-    @override
-    def encoded_batches(self, context: Context | None) -> t.Iterator[list[memoryview]] | None:
-        """A list stream's records as the snapshot holds them (JSON), a window at a time, to be
-        written as they are when nothing needs them decoded
-        (`sdk_compat.CompatStream._sync_records`)."""
-        if self.parent_stream_type is not None:
-            return None
-        return t.cast("t.Iterator[list[memoryview]]", self.replicate(context, [], encoded=True))
+        elif self.ABORT_AT_RECORD_COUNT is not None:
+            # `--test` (`meltano config test`): a record or so, as the first page gives them;
+            # no scan of the whole list, and the bookmark stays where it is.
+            yield from self.checked_records(context)
+        else:
+            yield from self.replicate(context, children)
 
     def replicate(
-        self,
-        context: Context | None,
-        children: t.Sequence[PrefetchableChild],
-        *,
-        encoded: bool = False,
-    ) -> t.Iterator[dict[str, t.Any] | list[memoryview]]:
-        """Scan the list, then hand its records on in replication-key order (decoded, or
-        `encoded`: the JSON of a window of them at a time), the bookmark moving past each once
-        it is written."""
+        self, context: Context | None, children: t.Sequence[PrefetchableChild]
+    ) -> t.Iterator[dict[str, t.Any]]:
+        """Scan the list, then hand its records on in replication-key order, the bookmark
+        moving past each once it is written (and its children synced)."""
         progress = self.conversations_tap.progress
         prefetcher = self.conversations_tap.detail_prefetcher
         run = self.replication = ListReplication(self, context)
@@ -202,26 +154,13 @@ class ApiStream(ProviderStream):
             finally:
                 prefetcher.forget_pages()
             self.announce_total(len(run.snapshot))
-            if encoded:
-                delivery = self.conversations_tap.delivery  # a signal waits for its end
-                for versions, bodies in run.windows():
-                    with delivery():
-                        yield bodies
-                        run.delivered_versions(versions)
-                    if run.checkpoint_due():
-                        self.checkpoint()
-            else:
-                rows = (
-                    prefetcher.read_ahead(self, children, run.rows(), context)
-                    if children
-                    else run.rows()
-                )
-                for sent, row in enumerate(rows, start=1):
-                    run.current = row
-                    yield row
-                    run.delivered(row)
-                    if run.checkpoint_due(sent):
-                        self.checkpoint()
+            rows = prefetcher.read_ahead(self, children, run.rows(), context)
+            for row in rows:
+                run.current = row
+                yield row
+                run.delivered(row)
+                if run.checkpoint_due():
+                    self.checkpoint()
             run.finish()
         finally:
             run.close()
@@ -260,17 +199,6 @@ class ApiStream(ProviderStream):
     ) -> dict[str, t.Any] | None:
         """Check and normalise one record; `None` drops it."""
         return self.checker.check(row)
-
-    def checked_batch(
-        self, rows: list[dict[str, t.Any]], context: Context | None = None
-    ) -> list[dict[str, t.Any]]:
-        """`checked_record` of each of `rows`, without those it drops."""
-        checked = []
-        for row in rows:
-            record = self.checked_record(row, context)
-            if record is not None:
-                checked.append(record)
-        return checked
 
     @override
     def advance_bookmark(self, record: dict[str, t.Any], context: Context | None) -> None:

@@ -2,17 +2,18 @@
 
 The schemas were written from the vendors' docs; the APIs send more (docs/schema-evolution.md).
 With `schema_evolution: evolve` (the default) and a provider configured, discovery reads the
-first page of each list endpoint (one request each, not retried; for a partitioned list, its
-first partition's), checks its records as a sync would, and the catalog describes what they
-carried beyond the docs, so `meltano select` and hand-edited catalogs can select it. Detail and
-derived streams keep their documented schema: a sync evolves them as records arrive. Without
-credentials, or when a request fails, the catalog has the documented schema and one WARNING
-line says why.
+first page of each list endpoint (one request each, not retried, with no partition's filter),
+checks its records as a sync would, and the catalog describes what they carried beyond the
+docs, so `meltano select` and hand-edited catalogs can select it. Detail and derived streams
+keep their documented schema: a sync evolves them as records arrive. Without credentials, or
+when a request fails, the catalog has the documented schema and one WARNING line says why.
 """
 
 from __future__ import annotations
 
 import typing as t
+
+import requests
 
 from tap_conversations.errors import ProviderError, prefix
 
@@ -41,20 +42,28 @@ def describe_first_pages(tap: TapConversations) -> None:
 
 
 def _describe_first_page(stream: ApiStream) -> None:
-    partitions = stream.partitions
-    context = partitions[0] if partitions else None
-    # One attempt: discovery must stay quick when the API is down (the documented schema is
-    # a fine answer), not wait out a sync's retries. The stream is discovery's own instance.
-    setattr(stream, "backoff_max_tries", lambda: 1)  # noqa: B010 - the SDK's public hook
     try:
-        page = next(iter(stream.request_pages(context)), [])  # the generator closes with it
-        stream.checked_batch(list(page), context)
-    except Exception as error:  # any failure: the documented schema, and one line
-        reason = (
-            str(error)
-            if isinstance(error, ProviderError)
-            else f"{prefix(stream)}: {type(error).__name__}"  # its text may hold a body
+        request = requests.Request(
+            "GET",
+            stream.get_url(None),
+            params=stream.get_url_params(None, None),
+            headers=stream.http_headers,
+            auth=stream.authenticator,
         )
+        session = stream.requests_session
+        # One attempt, not a sync's retries: discovery stays quick when the API is down (the
+        # documented schema is a fine answer then).
+        response = session.send(session.prepare_request(request), timeout=stream.timeout)
+        stream.validate_response(response)
+        for row in stream.parse_response(response):
+            stream.checked_record(row)
+    except Exception as error:  # any failure: the documented schema, and one line
+        if isinstance(error, ProviderError):  # already one line, naming the setting
+            reason = str(error)
+        elif isinstance(error, requests.RequestException):
+            reason = f"{prefix(stream)}: cannot reach {stream.url_base} ({type(error).__name__})"
+        else:  # its text may hold a response body
+            reason = f"{prefix(stream)}: {type(error).__name__}"
         stream.logger.warning(
             "%s; discovery could not read the first page, so the catalog has the documented schema",
             reason,

@@ -63,6 +63,22 @@ class Terminated(BaseException):
         self.exit_code = exit_code
 
 
+#: The one line a run ends with when stdout's reader goes away.
+READER_GONE = (
+    "stdout closed by the reader (broken pipe); the last STATE written covers what it read"
+)
+
+
+class ReaderGone(BaseException):
+    """stdout's reader went away (EPIPE): nothing more can be written, not even a STATE.
+
+    A `BaseException`, so that no `except Exception` on the way writes a STATE after it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(READER_GONE)
+
+
 class Named(t.Protocol):
     """What a message prefix needs of a stream."""
 

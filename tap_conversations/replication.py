@@ -25,13 +25,11 @@ from __future__ import annotations
 import datetime
 import time
 import typing as t
-from bisect import bisect_left
 from dataclasses import dataclass, field
-from itertools import repeat
 
 from tap_conversations.errors import prefix
 from tap_conversations.records import utc_timestamp
-from tap_conversations.snapshot import Record, ScanWatch, Snapshot, rank, utc_now_text, value_of
+from tap_conversations.snapshot import ScanWatch, Snapshot, utc_now_text
 
 if t.TYPE_CHECKING:
     import logging
@@ -40,18 +38,10 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 Row = dict[str, t.Any]
-TypedRecord = Row  # records are plain dicts now; the scan's rewrite drops this name
-
-
-def field_values(rows: t.Sequence[Row], name: str) -> list[t.Any]:
-    return [row.get(name) for row in rows]
-
 
 MAX_SCANS = 3
 CLOCK_MARGIN = datetime.timedelta(seconds=60)
 CHECKPOINT_SECONDS = 1.0
-#: Records a list stream sends between two looks at the checkpoint clock.
-CHECKPOINT_EVERY = 50
 SENT = "sent_since_bookmark"
 RETRY = "retry_keys"
 
@@ -102,17 +92,6 @@ class Bookmark:
         if key in self.retry or value is None or self.value is None:
             return True
         return value >= self.value and self.sent.get(key) != value
-
-    def wanted(self, keys: t.Sequence[str], values: t.Sequence[str | None]) -> list[bool]:
-        """`wants` of each (key, value), worked out for a whole batch where it can be."""
-        if self.value is None and not self.retry:
-            return [True] * len(keys)
-        if not self.retry and None not in values:
-            floor = t.cast("str", self.value)
-            newer = list(map(str.__ge__, t.cast("t.Sequence[str]", values), repeat(floor)))
-            if not self.sent or True not in newer:
-                return newer
-        return list(map(self.wants, keys, values))
 
     def advance(self, key: str, value: str | None, ceiling: str) -> None:
         """This version was delivered, and every version ordered before it in the snapshot."""
@@ -177,11 +156,9 @@ class ReplicatedList(t.Protocol):
 
     def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
 
-    def request_pages(self, context: Context | None) -> Iterable[list[Row | TypedRecord]]: ...
+    def request_records(self, context: Context | None) -> Iterable[Row]: ...
 
-    def checked_batch(
-        self, rows: list[Row | TypedRecord], context: Context | None = None
-    ) -> list[Row | TypedRecord]: ...
+    def checked_record(self, row: Row, context: Context | None = None) -> Row | None: ...
 
 
 class ListReplication:
@@ -199,7 +176,6 @@ class ListReplication:
         self.started = self.bookmark.value
         now = datetime.datetime.now(datetime.UTC)
         self.ceiling = utc_now_text(now - CLOCK_MARGIN)
-        self._ceiling_rank = rank(self.ceiling)
         self.snapshot = Snapshot()
         self.proven = False
         #: The record being handed to the SDK (its children synced, then it is written).
@@ -244,48 +220,33 @@ class ListReplication:
     def _read(
         self, attempt: int, watch: ScanWatch, on_kept: t.Callable[[int], None] | None
     ) -> None:
-        """One scan: the records, checked and kept in the snapshot a page at a time (each
-        step on a whole page: per record, most of them cost less than a Python call)."""
+        """One scan: the stream's records, checked, each kept in the snapshot as it comes."""
         read = 0
-        key_field, replication_key, context = self.key_field, self.replication_key, self.context
-        started_second = watch.started[:19]
-        for page in self.stream.request_pages(context):
-            rows = self.stream.checked_batch(page, context)
-            keys = list(map(str, field_values(rows, key_field)))
-            values = field_values(rows, replication_key) if replication_key else [None] * len(rows)
-            if replication_key and max(filter(None, values), default="") >= started_second:
-                self._watch_fresh(keys, values, watch)
-            kept = self.bookmark.wanted(keys, values)
-            sent: t.Sequence[Record | None] = rows
-            if False in kept:
-                sent = [row if keep else None for row, keep in zip(rows, kept, strict=True)]
-            if on_kept is not None:
-                on_kept(kept.count(True))
-            self.snapshot.add(attempt, keys, values, sent)
-            read += len(rows)
+        stream, context, replication_key = self.stream, self.context, self.replication_key
+        for raw in stream.request_records(context):
+            row = stream.checked_record(raw, context)
+            if row is None:
+                continue
+            key = str(row.get(self.key_field))
+            value = row.get(replication_key) if replication_key else None
+            if self._fresh(value, watch) and self.snapshot.new_version(key, value):
+                # updated after the scan began, and not a version an earlier scan holds
+                watch.moved(f"record {key} was updated while the list was read")
+            wanted = self.bookmark.wants(key, value)
+            if wanted and on_kept is not None:
+                on_kept(1)
+            self.snapshot.add(attempt, key, value, row if wanted else None)
+            read += 1
         watch.finish(read, self.snapshot.distinct(attempt))
 
-    def _watch_fresh(self, keys: list[str], values: list[str | None], watch: ScanWatch) -> None:
-        """Tell `watch` of the records updated after the scan began (before the snapshot takes
-        them: a version it has from an earlier scan is no news)."""
-        started_second = watch.started[:19]
-        for key, value in zip(keys, values, strict=True):
-            if (
-                value is not None
-                and value >= started_second
-                and self._fresh(value, watch)
-                and self.snapshot.new_version(key, value)
-            ):
-                watch.moved(f"record {key} was updated while the list was read")
-
     @staticmethod
-    def _fresh(value: str | None, watch: ScanWatch) -> bool:
+    def _fresh(value: t.Any, watch: ScanWatch) -> bool:
         """Whether a version may have been made after the scan began.
 
         A whole-second value (an API that rounds to the second) counts from the second the
         scan began in.
         """
-        if value is None:
+        if not isinstance(value, str):
             return False
         return value > watch.started or (value[19:26] == ".000000" and value > watch.started[:19])
 
@@ -301,75 +262,22 @@ class ListReplication:
         if self.current is not None:
             self.failed.add(str(self.current.get(self.key_field)))
 
-    def windows(self) -> Iterator[tuple[list[int], list[memoryview]]]:
-        """What `rows` gives, a window at a time: its versions, and each one's JSON
-        (`snapshot.Snapshot.windows`), for `delivered_versions`."""
-        return self.snapshot.windows()
-
     def delivered(self, row: Row) -> None:
         """The SDK wrote `row` and synced its children: move the bookmark past it."""
-        if self.replication_key:
-            self.delivered_key(str(row.get(self.key_field)), row.get(self.replication_key))
-
-    def delivered_key(self, key: str, value: str | None) -> None:
-        """The record `key`, at replication value `value`, was written (and its children
-        synced): move the bookmark past it."""
         if not self.replication_key:
             return
+        key, value = str(row.get(self.key_field)), row.get(self.replication_key)
         bookmark = self.bookmark
         if self.proven:
             bookmark.advance(key, value, self.ceiling)
         elif bookmark.retry:
             bookmark.retry.discard(key)
-        if self.failed and key in self.failed:
+        if key in self.failed:
             bookmark.retry.add(key)
         bookmark.write(self.state, self.replication_key)
 
-    def delivered_versions(self, versions: list[int]) -> None:
-        """The records of these versions (a window, in the order sent) were written: move the
-        bookmark past them, as `delivered_key` of each would.
-
-        They go out by replication value, so the bookmark's new value is the last one below
-        the ceiling, and what `sent` has to remember is at the end: the versions at or after
-        that value. Only those few are looked at one by one.
-        """
-        if not self.replication_key or not versions:
-            return
-        bookmark, snapshot = self.bookmark, self.snapshot
-        if not self.proven and not bookmark.retry:  # nothing moves
-            bookmark.write(self.state, self.replication_key)
-            return
-        ranks = snapshot.ranks_of(versions)
-        try:
-            kept = rank(bookmark.value) if bookmark.value is not None else -1
-        except ValueError:  # not a timestamp (the state check reports it): one by one
-            kept = None
-        if bookmark.retry or self.failed or not self.proven or kept is None:
-            for version, value in zip(versions, ranks, strict=True):
-                self.delivered_key(snapshot.key(version), value_of(value))
-            return
-        first = bisect_left(ranks, max(kept, 0))  # from here on, at or after the bookmark
-        below = bisect_left(ranks, self._ceiling_rank)  # ranks[:below] are under the ceiling
-        if below and ranks[below - 1] > kept:  # a value (>= 0) newer than the bookmark's
-            kept = ranks[below - 1]
-            bookmark.value = value_of(kept)
-            bookmark.prune()
-        start = bisect_left(ranks, max(kept, 0))  # versions[start:]: at or after it now
-        if bookmark.sent and start > first:
-            # A key remembered from before, sent again here and now below the bookmark (its
-            # value went back): one by one, its entry would be replaced, then pruned.
-            covered = versions[first:start]
-            for key in snapshot.keys_among(list(bookmark.sent), covered):
-                del bookmark.sent[key]
-        for place in range(start, len(versions)):
-            bookmark.sent[snapshot.key(versions[place])] = t.cast("str", value_of(ranks[place]))
-        bookmark.write(self.state, self.replication_key)
-
-    def checkpoint_due(self, sent: int | None = None) -> bool:
-        """Whether a STATE is due after the `sent`-th record (None: after a window): the clock
-        is read every `CHECKPOINT_EVERY` records, a STATE written every `CHECKPOINT_SECONDS`."""
-        if sent is not None and sent % CHECKPOINT_EVERY:
-            return False
+    def checkpoint_due(self) -> bool:
+        """Whether a STATE is due: one every `CHECKPOINT_SECONDS`."""
         now = time.monotonic()
         if now - self._last_checkpoint >= CHECKPOINT_SECONDS:
             self._last_checkpoint = now
@@ -387,11 +295,8 @@ class ListReplication:
         ):
             self.bookmark.value = max(below)
             self.bookmark.prune()
-        self._store()
+        if self.replication_key:
+            self.bookmark.write(self.state, self.replication_key)
 
     def close(self) -> None:
         self.snapshot.close()
-
-    def _store(self) -> None:
-        if self.replication_key:
-            self.bookmark.write(self.state, self.replication_key)

@@ -39,7 +39,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.streams.core import Stream
     from singer_sdk.tap_base import Tap
 
-    from tap_conversations.delivery import DeliveryGuard
     from tap_conversations.prefetch import DetailPrefetcher
     from tap_conversations.progress import Progress
     from tap_conversations.transport import Authenticator, ProviderTransport
@@ -50,7 +49,6 @@ class ConversationsTap(t.Protocol):
 
     detail_prefetcher: DetailPrefetcher
     progress: Progress
-    delivery: DeliveryGuard
 
     @property
     def streams(self) -> t.Mapping[str, Stream]: ...

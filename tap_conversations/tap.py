@@ -11,6 +11,7 @@ from pathlib import PurePath
 import click
 from singer_sdk import Stream
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import StateMessage
 from singer_sdk.tap_base import CliTestOptionValue
@@ -21,7 +22,6 @@ from tap_conversations.builtin_settings import BuiltinSettings
 from tap_conversations.cli import one_line_failures, read_json_file
 from tap_conversations.discovery import describe_first_pages
 from tap_conversations.errors import ProviderError, ProvidersFailed
-from tap_conversations.output import StateFlushingWriter
 from tap_conversations.prefetch import DetailPrefetcher
 from tap_conversations.progress import Progress
 from tap_conversations.sdk_compat import (
@@ -65,9 +65,8 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
     state_source: t.ClassVar[str] = state_source(None)
 
     name = "tap-conversations"
-    # msgspec encodes RECORD messages several times faster than the default simplejson writer;
-    # stdout is flushed at each SCHEMA or STATE, not after every RECORD (see `output`).
-    message_writer_class = StateFlushingWriter
+    # msgspec encodes messages several times faster than the default simplejson writer.
+    message_writer_class = MsgSpecWriter
 
     config_jsonschema = th.PropertiesList(
         *TOP_LEVEL_SETTINGS,
@@ -366,7 +365,8 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
     @override
     def after_sync(self) -> None:
         self.progress.stop()
-        self.logger.info("Sync summary:\n%s", self.progress.summary())
+        if not self.reader_gone:  # then the run ends with one line, not a summary of it
+            self.logger.info("Sync summary:\n%s", self.progress.summary())
         # After SIGTERM/SIGINT, workers still inside a request are not waited for.
         self.detail_prefetcher.close(wait=not self.stopping.is_set())
         for transport in self._transports.values():

@@ -1,4 +1,4 @@
-"""The Airbyte adapter's translations and its hold on SIGTERM, in-process."""
+"""The Airbyte adapter's translations, its SIGTERM handling and its broken pipe, in-process."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import json
 import signal
 import typing as t
 
-import msgspec
 import pytest
-from singer_sdk.singerlib import StateMessage
 
 from tap_conversations.airbyte import catalog as translate
 from tap_conversations.airbyte.cancellation import Cancellation, ReadCancelled
@@ -17,13 +15,11 @@ from tap_conversations.airbyte.cli import Source
 from tap_conversations.airbyte.logs import AirbyteLogHandler
 from tap_conversations.airbyte.protocol import (
     MessageOutput,
-    record_line_prefix,
-    record_lines,
     record_message,
     record_payload,
     to_builtins,
 )
-from tap_conversations.airbyte.writer import AirbyteMessageWriter
+from tap_conversations.errors import ReaderGone, Terminated
 from tests.airbyte_messages import validate
 
 if t.TYPE_CHECKING:
@@ -104,48 +100,52 @@ def restored_signal_handlers() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restored_signal_handlers")
-def test_a_signal_during_a_delivery_cancels_the_read_when_the_delivery_ends() -> None:
+def test_a_signal_outside_a_sync_cancels_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    watchdogs: list[int] = []
+    monkeypatch.setattr("tap_conversations.airbyte.cancellation.exit_soon", watchdogs.append)
     output = MessageOutput(io.BytesIO())
     cancellation = Cancellation(output)
     source = Source(output, AirbyteLogHandler(output), cancellation)
     tap = source.tap(config={}, validate_config=False)
-    steps: list[str] = []
-
-    def deliver() -> None:
-        with tap.delivery():
-            steps.append("written")
-            cancellation._handle(signal.SIGTERM, None)  # held: nothing raised here
-            steps.append("bookmark moved")
-
     with pytest.raises(ReadCancelled):
-        deliver()
-    assert steps == ["written", "bookmark moved"]
-    assert tap.stopping.is_set()  # waits end at once all the same
-    with pytest.raises(ReadCancelled):  # outside a delivery: at once
-        Cancellation(output)._handle(signal.SIGTERM, None)
+        cancellation._handle(signal.SIGTERM, None)
+    assert tap.stopping.is_set()
+    assert watchdogs == [143]
+    assert cancellation.exit_code == 143
 
 
 @pytest.mark.usefixtures("restored_signal_handlers")
-def test_a_state_written_during_a_delivery_does_not_cancel_it_half_way() -> None:
-    """A STATE the delivery writes (every 10,000 records, as the SDK's loop does) comes after
-    the signal: the read is cancelled when the delivery ends, not at that STATE."""
+def test_a_signal_during_a_sync_asks_the_tap_to_stop_at_its_next_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """During a sync the handler raises nothing (it could tear a line, or leave a record
+    written with its bookmark not moved past it): the tap stops at its next record boundary."""
+    watchdogs: list[int] = []
+    monkeypatch.setattr("tap_conversations.airbyte.cancellation.exit_soon", watchdogs.append)
     output = MessageOutput(io.BytesIO())
     cancellation = Cancellation(output)
     source = Source(output, AirbyteLogHandler(output), cancellation)
     tap = source.tap(config={}, validate_config=False)
-    writer = AirbyteMessageWriter(output, ["onq_conversations"], cancellation)
-    steps: list[str] = []
+    tap.syncing = True  # as in `sync_all`
+    cancellation._handle(signal.SIGINT, None)
+    assert tap.stopping.is_set()
+    assert watchdogs == [130]
+    with pytest.raises(Terminated) as raised:
+        tap.raise_if_stopping()
+    assert raised.value.exit_code == 130
 
-    def deliver() -> None:
-        with tap.delivery():
-            steps.append("written")
-            cancellation._handle(signal.SIGTERM, None)
-            writer.write_message(StateMessage(value={"bookmarks": {}}))
-            steps.append("bookmark moved")
 
-    with pytest.raises(ReadCancelled):
-        deliver()
-    assert steps == ["written", "bookmark moved"]
+def test_a_broken_pipe_ends_the_output_once_and_drops_every_later_write() -> None:
+    class Broken(io.BytesIO):
+        def write(self, data: t.Any) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    output = MessageOutput(t.cast("t.BinaryIO", Broken()))
+    with pytest.raises(ReaderGone):
+        output.write_builtins({"type": "LOG"})
+    assert output.closed
+    output.write_builtins({"type": "LOG"})  # dropped: no error, no traceback
+    output.flush()
 
 
 @pytest.mark.usefixtures("restored_signal_handlers")
@@ -183,13 +183,3 @@ def test_a_record_payload_is_what_the_protocol_models_give() -> None:
     payload = record_payload("onq_conversations", data, 1735689600123)
     assert json.dumps(payload) == json.dumps(from_models)
     validate(payload)  # a valid AirbyteMessage (raises ProtocolViolation otherwise)
-    data_json = msgspec.json.encode(data)
-    prefix = record_line_prefix("onq_conversations")
-    line = record_lines(prefix, [data_json], 1735689600123)
-    assert line == msgspec.json.encode(payload) + b"\n"
-    assert json.loads(line) == payload
-    other = {"id": "8", "when": None, "n": 1.5}
-    other_payload = record_payload("onq_conversations", other, 1735689600123)
-    lines = record_lines(prefix, [data_json, memoryview(msgspec.json.encode(other))], 1735689600123)
-    assert lines == line + msgspec.json.encode(other_payload) + b"\n"  # one line each, joined
-    assert record_lines(prefix, [], 1735689600123) == b""

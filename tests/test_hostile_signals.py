@@ -106,10 +106,10 @@ def test_sigterm_while_a_worker_waits_out_an_hour_long_retry_after(
 def test_a_signal_while_records_are_written_leaves_a_state_covering_exactly_them(
     sandbox_factory: t.Callable[..., Sandbox], tmp_path: Path
 ) -> None:
-    """onQ's records go out a window at a time, then the bookmark moves past the window. A
-    SIGTERM while the tap is blocked writing a window (the target reads nothing for a while)
-    waits for that write and that bookmark: no torn line, and the next run, from the last
-    STATE, sends exactly the records this one did not."""
+    """A SIGTERM while the tap is blocked writing a record (the target reads nothing for a
+    while) lets that write end and stops at the next record boundary, the bookmark past every
+    record written: no torn line, and the next run, from the last STATE, sends exactly the
+    records this one did not."""
     sandbox = sandbox_factory(onq_conversations=6_000)
     config = {"onq": sandbox.tap_config()["onq"]}
     config_file = tmp_path / "config.json"
@@ -121,11 +121,11 @@ def test_a_signal_while_records_are_written_leaves_a_state_covering_exactly_them
     ) as process:
         assert process.stdout is not None
         head = b""
-        while b'"type":"RECORD"' not in head:  # a first window is being written
+        while b'"type":"RECORD"' not in head:  # records are being written
             chunk = process.stdout.read1(1 << 16)
             assert chunk, "the tap ended before it wrote a record"
             head += chunk
-        time.sleep(0.5)  # the pipe is full: the tap waits in the middle of writing a window
+        time.sleep(0.5)  # the pipe is full: the tap waits in the middle of writing a record
         process.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         rest = process.stdout.read()

@@ -198,6 +198,10 @@ def test_a_failure_is_the_failing_plugins_last_line(meltano_error: str, expected
 
 FAKE_MELTANO = """#!{python}
 import json, os, sys
+if sys.argv[1:] == ["upgrade", "database"]:  # the migration every run first takes a lock for
+    with open(os.environ["MELTANO_SYS_DIR_ROOT"] + "/upgraded", "a") as marker:
+        marker.write(os.environ["MELTANO_DATABASE_URI"] + "\\n")
+    sys.exit(0)
 print(json.dumps({{"event": "argv " + " ".join(sys.argv[1:])}}))
 for key in sorted(os.environ):
     if key.startswith(("TAP_CONVERSATIONS_", "MELTANO_", "TARGET_")):
@@ -238,6 +242,9 @@ def test_a_run_gets_its_own_system_directory_and_streams_every_line(tmp_path: Pa
     ]
     assert outcome.returncode == 3
     assert outcome.failure_reason("target-postgres") == "meltano exited with code 3"
+    # The system database was migrated once, before the run, with the run's own settings.
+    assert (own / "upgraded").read_text() == f"sqlite:///{shared}/meltano.db\n"
+    assert (shared / ".system-db.lock").exists()
     for kind in ("extractors", "loaders"):
         assert (own / kind).resolve() == shared / kind
 

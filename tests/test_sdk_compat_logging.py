@@ -182,18 +182,7 @@ def test_child_syncs_build_no_log_record_at_info(
     assert sdk_compat.CompatStream.log is not Stream.log
 
 
-def test_process_record_only_adds_partition_keys_and_syncs_children() -> None:
-    # `CompatStream._process_record` keeps only the first step for streams without children.
-    assert calls_in(Stream._process_record) == {
-        "items",
-        "generate_child_contexts",
-        "get_filter_result",
-        "_sync_children",
-        "copy",
-    }
-
-
-@pytest.mark.parametrize("name", ["_write_starting_replication_value", "_process_record"])
+@pytest.mark.parametrize("name", ["_write_starting_replication_value"])
 def test_the_private_stream_overrides_keep_the_sdks_signature(name: str) -> None:
     assert name in vars(sdk_compat.CompatStream), name
     assert name in vars(Stream), f"the SDK no longer defines Stream.{name}"

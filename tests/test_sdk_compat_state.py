@@ -5,21 +5,16 @@ Each test fails when an SDK upgrade renames, stops calling or changes what is ov
 
 from __future__ import annotations
 
-import copy
 import inspect
 import io
 import json
 import typing as t
 from contextlib import redirect_stdout
 
-from singer_sdk import RESTStream, Tap
-from singer_sdk.helpers._state import StateWriter
-from singer_sdk.singerlib import StateMessage
+from singer_sdk import RESTStream
 from singer_sdk.streams.core import Stream
 
 from tap_conversations.client import ApiStream
-from tap_conversations.output import StateFlushingWriter
-from tap_conversations.sdk_compat import ChangedStateWriter, CompatTap
 from tap_conversations.tap import TapConversations
 from tests.helpers import sync
 
@@ -42,11 +37,9 @@ def test_the_sdk_calls_increment_stream_state_once_per_written_record(
         calls.append(self.name)
 
     monkeypatch.setattr(ApiStream, "advance_bookmark", advance)
-    # P&E conversations have children, so they take the SDK's record loop (onQ's records are
-    # written as read, without it: tests/test_sdk_compat_encoded.py).
-    result = sync({"perform_engage": sandbox.tap_config()["perform_engage"]})
-    conversations = "perform_engage_conversations"
-    assert calls.count(conversations) == len(result.records(conversations)) > 0
+    result = sync({k: sandbox.tap_config()[k] for k in ("perform_engage", "onq")})
+    for name in ("perform_engage_conversations", "onq_conversations"):
+        assert calls.count(name) == len(result.records(name)) > 0
 
 
 def test_checkpoint_writes_a_state_message_even_when_the_sdk_saw_no_change(
@@ -103,60 +96,3 @@ def test_the_sdk_still_names_its_progress_markers_as_sdk_compat_drops_them() -> 
     assert set(state) == {_state.PROGRESS_MARKERS}
     assert ApiStream.drop_progress_markers(state) is True
     assert state == {}
-
-
-def test_the_sdks_own_state_writer_is_used_only_where_compat_tap_replaces_it() -> None:
-    # `CompatTap.state_writer` hands streams a `ChangedStateWriter`; the SDK reads its private
-    # `_state_writer` directly only in `Tap.sync_all` and `_handle_termination`, which
-    # `CompatTap` replaces. A new direct use would bypass the cheap writer (and keep working).
-    from singer_sdk import tap_base  # noqa: PLC0415
-
-    users = {
-        name
-        for name, member in vars(Tap).items()
-        if callable(member) and "._state_writer" in inspect.getsource(member)
-    }
-    assert users == {"__init__", "sync_all", "_handle_termination"}  # __init__ creates it
-    assert "._state_writer" not in inspect.getsource(Stream)
-    assert "self._tap.state_writer.write_state(" in inspect.getsource(Stream._write_state_message)
-    assert list(inspect.signature(StateWriter.write_state).parameters) == ["self", "state"]
-    assert "_message_writer" in vars(StateWriter(message_writer=None))
-    assert tap_base.StateWriter is StateWriter
-    for name in ("sync_all", "_handle_termination"):
-        assert name in vars(CompatTap)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-
-    def write_message(self, message: StateMessage) -> None:
-        self.lines.append(StateFlushingWriter().serialize_message(message).rstrip(b"\n"))
-
-
-def test_changed_state_writer_writes_a_state_only_when_it_changed() -> None:
-    recorder = Recorder()
-    writer = ChangedStateWriter(recorder)
-    state: dict[str, t.Any] = {"bookmarks": {"s": {"replication_key_value": "a", "sent": {}}}}
-    writer.write_state(state)
-    writer.write_state(state)  # unchanged: nothing
-    state["bookmarks"]["s"]["sent"]["k1"] = "a"  # changed in place, deep down: written
-    writer.write_state(state)
-    writer.write_state(copy.deepcopy(state))  # an equal copy: nothing
-    assert [json.loads(line) for line in recorder.lines] == [
-        {
-            "type": "STATE",
-            "value": {"bookmarks": {"s": {"replication_key_value": "a", "sent": {}}}},
-        },
-        {
-            "type": "STATE",
-            "value": {"bookmarks": {"s": {"replication_key_value": "a", "sent": {"k1": "a"}}}},
-        },
-    ]
-
-
-def test_a_tap_run_writes_states_through_the_changed_state_writer(sandbox: Sandbox) -> None:
-    tap = TapConversations(config={"onq": sandbox.tap_config()["onq"]})
-    assert isinstance(tap.state_writer, ChangedStateWriter)
-    stream = t.cast("ApiStream", tap.streams["onq_conversations"])
-    assert stream._tap.state_writer is tap.state_writer  # what `_write_state_message` uses

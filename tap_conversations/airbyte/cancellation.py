@@ -1,28 +1,30 @@
-"""SIGTERM / SIGINT during a command: stop at a safe point, then report it like any failure.
+"""SIGTERM / SIGINT during a command: stop cooperatively, then report it like any failure.
 
-Airbyte cancels a sync with SIGTERM. The SDK's own handler writes a STATE and exits from
-inside the signal handler, which here could re-enter the output while the interrupted code is
-half-way through a line (a deadlock, or a torn line). This handler instead raises
-`ReadCancelled` at once; when the main thread is in the middle of writing a line, as soon as
-the next message is written; during a delivery (records written, the bookmark not yet moved
-past them: `delivery.DeliveryGuard`), as soon as it ends. The tap then sends the state of what
-was delivered (its `sync_all` does on any exception), and the CLI ends with a transient TRACE
-error and exit 1.
+Airbyte cancels a sync with SIGTERM (PyAirbyte: SIGTERM, then a kill 10 s later). How it works
+here: the handler records the signal (`pending`), starts the watchdog (`sdk_compat.exit_soon`:
+the process exits with 128 + signum `GRACE_SECONDS` later, whatever it is doing) and asks each
+tap to stop (`CompatTap.request_stop`: its waits end, and its sync stops at the next record
+boundary, writing the STATE of what was written). Outside a sync (building a tap, discovery),
+and when the main thread is not in the middle of writing a line, it raises `ReadCancelled` at
+once. The CLI then ends with a transient TRACE error and exit code 128 + signum. A second
+signal exits at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
-import threading
 import typing as t
+
+from tap_conversations.sdk_compat import exit_soon
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
     from types import FrameType
 
     from tap_conversations.airbyte.protocol import MessageOutput
-    from tap_conversations.delivery import DeliveryGuard
+    from tap_conversations.sdk_compat import CompatTap
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -40,23 +42,17 @@ class Cancellation:
     def __init__(self, output: MessageOutput) -> None:
         self.output = output
         self.pending: signal.Signals | None = None
-        self.raised = False
-        self.stop_events: list[threading.Event] = []
-        self.deliveries: list[DeliveryGuard] = []
+        self.taps: list[CompatTap] = []
 
-    def install(
-        self, stopping: threading.Event | None = None, delivery: DeliveryGuard | None = None
-    ) -> None:
-        """Handle SIGTERM and SIGINT here.
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal that cancelled the command, if one did."""
+        return None if self.pending is None else 128 + self.pending
 
-        On a signal, `stopping` (a tap's own event) is set too: it ends the waits of the tap's
-        providers, e.g. a Retry-After pause on a worker thread. A signal during a `delivery` of
-        that tap is raised when it ends.
-        """
-        if stopping is not None:
-            self.stop_events.append(stopping)
-        if delivery is not None:
-            self.deliveries.append(delivery)
+    def install(self, tap: CompatTap | None = None) -> None:
+        """Handle SIGTERM and SIGINT here; a signal asks `tap` to stop too."""
+        if tap is not None:
+            self.taps.append(tap)
         for signum in SIGNALS:
             signal.signal(signum, self._handle)
 
@@ -75,22 +71,12 @@ class Cancellation:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.raised:
-            return  # already stopping: let the state be written
+        if self.pending is not None:
+            os._exit(128 + signum)
         self.pending = signal.Signals(signum)
-        for stopping in self.stop_events:
-            stopping.set()
-        if not self.output.writing_here() or any(guard.active for guard in self.deliveries):
-            self.raise_pending()
-
-    def raise_pending(self) -> None:
-        """Raise `ReadCancelled` if a signal is waiting (once); during a delivery, when it ends
-        (a STATE the delivery writes must not stop it half-way)."""
-        if self.pending is None or self.raised:
-            return
-        if delivering := [guard for guard in self.deliveries if guard.active]:
-            delivering[0].hold(self.raise_pending)
-            return
-        self.raised = True
-        msg = f"stopped by {self.pending.name}: the command was cancelled"
-        raise ReadCancelled(msg)
+        exit_soon(128 + signum)
+        for tap in self.taps:
+            tap.request_stop(signum)
+        if not self.output.writing_here() and not any(tap.syncing for tap in self.taps):
+            msg = f"stopped by {self.pending.name}: the command was cancelled"
+            raise ReadCancelled(msg)

@@ -2,7 +2,9 @@
 
 Every line on stdout is an AirbyteMessage. A failure ends in one TRACE error (or, for `check`,
 a FAILED CONNECTION_STATUS) with the same one-line reason the tap gives, secrets redacted; its
-traceback is attached only when the log level is DEBUG. `read` then exits with code 1.
+traceback is attached only when the log level is DEBUG. `read` then exits with code 1 (128 +
+signum when SIGTERM or SIGINT cancelled it, see `cancellation`). A reader that goes away
+(broken pipe) ends the command with one line on stderr, the only one it ever writes there.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tap_conversations.airbyte.protocol import (
 from tap_conversations.airbyte.writer import AirbyteMessageWriter
 from tap_conversations.check import check_providers
 from tap_conversations.discovery import describe_first_pages
+from tap_conversations.errors import ReaderGone, Terminated
+from tap_conversations.sdk_compat.tap import leave
 from tap_conversations.tap import PROVIDERS, TapConversations
 
 if t.TYPE_CHECKING:
@@ -60,6 +64,8 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, ConfigValidationError):
         problems = "; ".join(str(problem) for problem in error.errors or [])
         return f"{error}: {problems}" if problems and problems != str(error) else str(error)
+    if isinstance(error, Terminated):
+        return f"stopped by {error.signal_name}: the command was cancelled"
     if isinstance(error, SystemExit | KeyboardInterrupt):
         return "interrupted (SIGTERM or SIGINT)"
     text = " ".join(str(error).split())
@@ -69,7 +75,7 @@ def one_line(error: BaseException) -> str:
 def failure_type(error: BaseException) -> t.Any:
     if isinstance(error, ConfigValidationError | translate.AirbyteInputError | InputFileError):
         return models.FailureType.config_error
-    if isinstance(error, ReadCancelled | SystemExit | KeyboardInterrupt):
+    if isinstance(error, ReadCancelled | Terminated | SystemExit | KeyboardInterrupt):
         return models.FailureType.transient_error
     return models.FailureType.system_error
 
@@ -116,7 +122,7 @@ class Source:
     ) -> TapConversations:
         """A tap, with our signal handlers back in place (its constructor sets its own)."""
         tap = tap_class(**kwargs)
-        self.cancellation.install(tap.stopping, tap.delivery)
+        self.cancellation.install(tap)
         return tap
 
     def spec(self) -> None:
@@ -181,9 +187,7 @@ class Source:
                     "Reading '%s' in full: a stream of its family is in full refresh mode", name
                 )
         singer_catalog = translate.selected_catalog(discovery.catalog_dict, configured)
-        writer = AirbyteMessageWriter(
-            self.output, [stream.name for stream in configured], self.cancellation
-        )
+        writer = AirbyteMessageWriter(self.output, [stream.name for stream in configured])
         tap = self.tap(
             AirbyteTap,
             config=config,
@@ -250,12 +254,20 @@ def main(argv: list[str] | None = None) -> int:
     cancellation.install()
     source = Source(output, install(output), cancellation)
     try:
-        run(args, source)
-    except BaseException as error:  # every failure becomes a TRACE error
-        source.fail(error)
+        try:
+            run(args, source)
+        except ReaderGone:
+            raise
+        except BaseException as error:  # every failure becomes a TRACE error
+            source.fail(error)
+            output.flush()
+            if (code := cancellation.exit_code) is not None:
+                leave(code)  # requests in flight on worker threads are not waited for
+            return 1
         output.flush()
+    except ReaderGone as gone:
+        print(f"source-conversations: {gone}", file=sys.stderr)
         return 1
-    output.flush()
     return 0
 
 

@@ -9,9 +9,11 @@ YAML; no dependencies). They are plain dataclasses, so serialising them is ours:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import enum
 import io
+import os
 import sys
 import threading
 import time
@@ -20,7 +22,7 @@ import typing as t
 import msgspec
 from airbyte_protocol_dataclasses import models  # type: ignore[import-untyped]
 
-from tap_conversations.delivery import write_all
+from tap_conversations.errors import ReaderGone
 
 __all__ = ["StreamStateBlob", "models"]
 
@@ -92,22 +94,6 @@ def record_payload(stream: str, data: t.Any, emitted_at: int) -> dict[str, t.Any
     return {"type": "RECORD", "record": {"stream": stream, "data": data, "emitted_at": emitted_at}}
 
 
-def record_line_prefix(stream: str) -> bytes:
-    """What the line of `record_payload(stream, ...)` starts with, up to its data."""
-    return b'{"type":"RECORD","record":{"stream":%s,"data":' % _encoder.encode(stream)
-
-
-def record_lines(
-    prefix: bytes, records_json: t.Sequence[bytes | memoryview], emitted_at: int
-) -> bytes:
-    """The lines of `record_payload` around records' JSON as it is, byte for byte what
-    encoding the payload of each decoded record gives (`prefix`: `record_line_prefix`)."""
-    if not records_json:
-        return b""
-    suffix = b',"emitted_at":%d}}\n' % emitted_at
-    return b"".join((prefix, (suffix + prefix).join(records_json), suffix))
-
-
 def serialize(message: t.Any) -> bytes:
     """One AirbyteMessage as one JSON line."""
     return _encoder.encode(_builtins_of_message(message)) + b"\n"
@@ -130,41 +116,51 @@ class MessageOutput:
         self._lock = threading.Lock()
         self._line = bytearray()  # reused for every message, under the lock
         self._writer: int | None = None  # the thread holding the lock
+        #: Whether the reader went away (EPIPE): every later write is dropped.
+        self.closed = False
 
     def write(self, message: t.Any, *, flush: bool = True) -> None:
         self.write_builtins(_builtins_of_message(message), flush=flush)
 
-    def write_line(self, line: bytes, *, flush: bool = True) -> None:
-        """Whole lines, already encoded (`record_lines`)."""
-        with self._lock:
-            self._writer = threading.get_ident()
-            try:
-                write_all(self._stream, line)
-                if flush:
-                    self._stream.flush()
-            finally:
-                self._writer = None
-
     def write_builtins(self, payload: t.Any, *, flush: bool = True) -> None:
         """A message given as its builtins (`record_payload`)."""
         with self._lock:
+            if self.closed:
+                return
             self._writer = threading.get_ident()
             try:
                 _encoder.encode_into(payload, self._line)
                 self._line.extend(b"\n")
-                write_all(self._stream, self._line)
+                self._stream.write(self._line)
                 if flush:
                     self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
             finally:
                 self._writer = None
 
     def flush(self) -> None:
         with self._lock:
+            if self.closed:
+                return
             self._writer = threading.get_ident()
             try:
                 self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
             finally:
                 self._writer = None
+
+    def _reader_gone(self) -> t.NoReturn:
+        """stdout's reader went away: nothing more is written (not even by the interpreter's
+        last flush: the descriptor now points at /dev/null), and the read ends."""
+        self.closed = True
+        with (
+            contextlib.suppress(AttributeError, OSError, ValueError),
+            open(os.devnull, "wb") as null,
+        ):
+            os.dup2(null.fileno(), self._stream.fileno())
+        raise ReaderGone from None
 
     def writing_here(self) -> bool:
         """Whether the calling thread is writing a line right now."""

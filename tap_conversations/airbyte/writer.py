@@ -25,8 +25,6 @@ from tap_conversations.airbyte.catalog import family_roots, stream_parents, stre
 from tap_conversations.airbyte.protocol import (
     MessageOutput,
     models,
-    record_line_prefix,
-    record_lines,
     record_message,
     record_payload,
     serialize,
@@ -36,8 +34,6 @@ from tap_conversations.airbyte.protocol import (
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
-
-    from tap_conversations.airbyte.cancellation import Cancellation
 
 
 def _emitted_at(extracted: datetime.datetime | None) -> int:
@@ -121,17 +117,13 @@ class StreamStatuses:
 class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
     """Writes the Airbyte translation of each Singer message the tap emits."""
 
-    def __init__(
-        self, output: MessageOutput, configured: t.Collection[str], cancellation: Cancellation
-    ) -> None:
+    def __init__(self, output: MessageOutput, configured: t.Collection[str]) -> None:
         super().__init__()
         self.output = output
-        self.cancellation = cancellation
         self.configured = frozenset(configured)
         self.statuses = StreamStatuses(output)
         self._sent_state: dict[str, t.Any] = {}
         self._records_since_state: dict[str, int] = {}
-        self._line_prefixes: dict[str, bytes] = {}  # per stream: `record_line_prefix`
 
     def track(self, tap: Tap, incoming_state: t.Mapping[str, t.Any]) -> None:
         """Learn the tap's streams; the incoming state counts as already sent."""
@@ -161,45 +153,21 @@ class AirbyteMessageWriter(GenericSingerWriter[bytes, t.Any]):
 
     @override
     def write_message(self, message: t.Any) -> None:
-        if self.cancellation.pending is not None:  # a signal came while a line was written
-            self.cancellation.raise_pending()
         if type(message) is RecordMessage:  # the hot path: one call per record
             self._write_record(message.stream, message.record, message.time_extracted)
             return
         for airbyte_message in self.translate(message):
             self.output.write(airbyte_message)
 
-    def write_encoded_records(
-        self,
-        stream: str,
-        records_json: t.Sequence[bytes | memoryview],
-        version: int | None,
-        time_extracted: datetime.datetime,
-    ) -> None:
-        """A RECORD around each of `records_json` as it is (`sdk_compat.EncodedRecordWriter`):
-        the lines `write_message` writes for `RecordMessage`s of the decoded records."""
-        if self.cancellation.pending is not None:
-            self.cancellation.raise_pending()
-        self._count_records(stream, len(records_json))
-        prefix = self._line_prefixes.get(stream)
-        if prefix is None:
-            prefix = self._line_prefixes[stream] = record_line_prefix(stream)
-        lines = record_lines(prefix, records_json, _emitted_at(time_extracted))
-        self.output.write_line(lines, flush=False)
-
     def _write_record(
         self, stream: str, data: dict[str, t.Any], time_extracted: datetime.datetime | None
     ) -> None:
         """One record: its stream is running, counted towards its next STATE, and written."""
-        self._count_records(stream, 1)
-        payload = record_payload(stream, data, _emitted_at(time_extracted))
-        self.output.write_builtins(payload, flush=False)
-
-    def _count_records(self, stream: str, count: int) -> None:
-        """Records of `stream`: the stream is running; they count towards its next STATE."""
         if stream not in self.statuses.running:
             self.statuses.record_seen(stream)
-        self._records_since_state[stream] = self._records_since_state.get(stream, 0) + count
+        self._records_since_state[stream] = self._records_since_state.get(stream, 0) + 1
+        payload = record_payload(stream, data, _emitted_at(time_extracted))
+        self.output.write_builtins(payload, flush=False)
 
     @override
     def serialize_message(self, message: t.Any) -> bytes:

@@ -4,10 +4,11 @@ Each entry says why no public hook serves and is guarded by a test (`tests/test_
 that fails when an SDK upgrade renames, stops calling or changes what is overridden or relied
 on here. The rest of the tap only uses the SDK's public API, through what this package exports:
 
-- `stream.CompatStream`: per-record and per-child-sync overrides (record messages, SCHEMA once,
-  starting bookmarks, bookmark moves, checkpoints, sending a prepared request).
-- `tap.CompatTap`: the run loop (`Tap.sync_all`, one group per provider), SIGTERM/SIGINT, the
-  state writer; `tap.cli_config`, the CLI's parsed `--config`.
+- `stream.CompatStream`: per-child-sync overrides (SCHEMA once, starting bookmarks), bookmark
+  moves, checkpoints, sending a prepared request; the record boundary a stop waits for.
+- `tap.CompatTap`: the run loop (`Tap.sync_all`, one group per provider), SIGTERM/SIGINT
+  (cooperative cancellation), a reader that goes away; `tap.cli_config`, the CLI's parsed
+  `--config`.
 - `chatter`: SDK log lines demoted to DEBUG.
 - `env.NestedEnvConfig`: `--config ENV` with nested provider settings.
 """
@@ -22,26 +23,27 @@ from tap_conversations.sdk_compat.chatter import (
     install_sdk_log_filters,
 )
 from tap_conversations.sdk_compat.env import NestedEnvConfig, nested_env_config
-from tap_conversations.sdk_compat.stream import CompatStream, RecordPlan
+from tap_conversations.sdk_compat.stream import CompatStream
 from tap_conversations.sdk_compat.tap import (
-    ChangedStateWriter,
+    GRACE_SECONDS,
     CompatTap,
     GroupFailure,
     cli_config,
+    exit_soon,
 )
 
 __all__ = [
     "CHILD_SDK_CHATTER",
+    "GRACE_SECONDS",
     "SDK_CHATTER",
     "SDK_UNHANDLED_ERROR",
-    "ChangedStateWriter",
     "CompatStream",
     "CompatTap",
     "DemoteSdkChatter",
     "GroupFailure",
     "NestedEnvConfig",
-    "RecordPlan",
     "cli_config",
+    "exit_soon",
     "install_sdk_log_filters",
     "nested_env_config",
 ]

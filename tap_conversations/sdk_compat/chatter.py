@@ -17,9 +17,8 @@ SDK_CHATTER: frozenset[str] = frozenset(
 )
 #: Logged by the SDK's state manager on a child stream's logger: for a child that follows its
 #: parent, the bookmark it names is not where the child starts (the parent decides).
-CHILD_SDK_CHATTER: frozenset[str] = frozenset(
-    {"Starting incremental sync of '%s' with bookmark value: %s"}
-)
+STARTING_BOOKMARK = "Starting incremental sync of '%s' with bookmark value: %s"
+CHILD_SDK_CHATTER: frozenset[str] = frozenset({STARTING_BOOKMARK})
 #: Logged at ERROR by the SDK's `Stream.sync` before it re-raises any error, including the
 #: record limit `--test` stops a stream with on purpose. The tap logs its own one line for a
 #: real failure (and a bug keeps its traceback), so this is DEBUG.
@@ -38,10 +37,19 @@ class DemoteSdkChatter(logging.Filter):
         self.messages = messages
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.DEBUG and record.msg in self.messages:
+        if record.levelno > logging.DEBUG and (
+            record.msg in self.messages or _no_bookmark_yet(record)
+        ):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
+
+
+def _no_bookmark_yet(record: logging.LogRecord) -> bool:
+    """The SDK's starting-bookmark line of a first run ("bookmark value: None") says nothing
+    the tap's "<provider>: syncing <streams>" line does not; a bookmark to resume from stays."""
+    args = record.args
+    return record.msg == STARTING_BOOKMARK and isinstance(args, tuple) and args[-1:] == (None,)
 
 
 def install_sdk_log_filters(tap_logger: logging.Logger) -> None:

@@ -1,8 +1,10 @@
-"""`CompatTap`: the tap-level overrides (`Tap.sync_all`, signals, the state writer), and the
-CLI's parsed `--config`."""
+"""`CompatTap`: the tap-level overrides (`Tap.sync_all`, SIGTERM/SIGINT), how a run stops
+(cooperatively, with a watchdog) or ends when stdout's reader goes away, and the CLI's parsed
+`--config`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -11,19 +13,14 @@ import typing as t
 from dataclasses import dataclass
 
 from singer_sdk import Tap
-from singer_sdk.contrib.msgspec import encoder as json_encoder
-from singer_sdk.helpers._state import StateWriter
-from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
-from tap_conversations.delivery import DeliveryGuard
-from tap_conversations.errors import Terminated
+from tap_conversations.errors import READER_GONE, Interrupted, ReaderGone, Terminated
 
 if t.TYPE_CHECKING:
     from types import FrameType
 
     import click
-    from singer_sdk.helpers.types import TapState
     from singer_sdk.streams.core import Stream
 
 
@@ -48,64 +45,81 @@ class GroupFailure:
     error: Exception
 
 
-class ChangedStateWriter(StateWriter):
-    """Writes a STATE message when the state differs from the last one written.
+#: Seconds a stopping run has to end by itself before the watchdog ends the process.
+GRACE_SECONDS = 3.0
 
-    Why: the SDK's `StateWriter` (private module) keeps a deep copy of the last state to see
-    the next change; STATE is written after every parent's child sync, and the copy was a
-    large share of the tap's CPU on the Perform & Engage detail workload (`output.py` says
-    more). Comparing the state's JSON encoding gives the same answer (two equal states
-    encoded in another key order cost one extra STATE). `CompatTap.state_writer` hands it to
-    the streams; the SDK's own uses of `_state_writer` are in `Tap.sync_all` and
-    `_handle_termination`, both replaced below. Guarded by tests/test_sdk_compat_state.py.
-    """
 
-    def __init__(self, message_writer: t.Any) -> None:
-        super().__init__(message_writer)
-        self._last_encoded: bytes | None = None
+def exit_soon(exit_code: int, grace: float = GRACE_SECONDS) -> threading.Timer:
+    """End the process with `exit_code` in `grace` seconds, whatever the main thread does."""
+    watchdog = threading.Timer(grace, os._exit, (exit_code,))
+    watchdog.daemon = True
+    watchdog.start()
+    return watchdog
 
-    @override
-    def write_state(self, state: TapState) -> None:
-        encoded = json_encoder.encode(state)
-        if encoded != self._last_encoded:
-            self._message_writer.write_message(StateMessage(value=state))
-            self._last_encoded = encoded
+
+def leave(exit_code: int) -> t.NoReturn:
+    """Flush stderr and end the process now: requests still in flight on worker threads would
+    hold the interpreter's exit until their timeout."""
+    sys.stderr.flush()
+    os._exit(exit_code)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: its reader is gone, and nothing may be written any more
+    (not even by the interpreter's last flush)."""
+    with contextlib.suppress(OSError, ValueError), open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
 
 
 class CompatTap(Tap):
-    """The tap-level overrides: `Tap.sync_all` (`@final`) and `_handle_termination`."""
+    """The tap-level overrides: `Tap.sync_all` (`@final`) and `_handle_termination`.
+
+    How a run stops on SIGTERM or SIGINT (cooperative cancellation): the handler only records
+    the signal (`stopped_by`), sets `stopping` and starts a watchdog (`exit_soon`). Every
+    request-gate wait and backoff sleep ends on `stopping` (`errors.Interrupted`), and every
+    stream checks it at each record boundary (`raise_if_stopping`, from `post_process`: every
+    record before it is written and its bookmark moved). Either way `Terminated` ends
+    `sync_all`, which writes the STATE of what was written; `invoke` exits 128 + signum. If the
+    run has not ended `GRACE_SECONDS` after the signal (its main thread blocked, e.g. writing
+    to a reader that stopped reading), the watchdog exits with the same code at once, writing
+    nothing more: the last STATE written never covers a record that was not. A second signal
+    exits at once. A reader that goes away (EPIPE on stdout) ends the run with `ReaderGone`:
+    no STATE, one line, exit 1.
+    """
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         #: Set by SIGTERM/SIGINT; every provider's request gate ends its waits on it.
         self.stopping = threading.Event()
-        #: Records being written and the bookmark moved past them: a signal waits for it.
-        self.delivery = DeliveryGuard()
+        #: The signal that asked the run to stop, once one did.
+        self.stopped_by: signal.Signals | None = None
+        #: Whether `sync_all` is under way (it then stops by itself, at a record boundary).
+        self.syncing = False
+        #: Whether stdout's reader went away: nothing more is written.
+        self.reader_gone = False
         super().__init__(*args, **kwargs)
-        self._changed_state_writer = ChangedStateWriter(self.message_writer)
-
-    @property
-    @override
-    def state_writer(self) -> StateWriter:
-        return self._changed_state_writer
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         # Why: the SDK's handler (installed by `PluginBase.__init__` for SIGTERM and SIGINT)
         # writes the state from inside the signal handler and calls `sys.exit(0)`, so an
-        # interrupted run looks complete to an orchestrator, and worker threads waiting out a
-        # Retry-After keep the process alive. No public hook exists. Here the handler wakes
-        # every wait (`stopping`) and raises `Terminated` in the main thread; `sync_all` then
-        # writes the state reached (`after_failed_sync`) and `invoke` exits 128 + signum.
-        # A second signal while stopping exits at once. A signal during a delivery (records
-        # written, the bookmark not yet past them: `delivery`) waits for its end.
-        exit_code = 128 + signum
-        if self.stopping.is_set() or self.delivery.holding:
-            os._exit(exit_code)
-        if self.delivery.active:
-            self.delivery.hold(lambda: self._handle_termination(signum, frame))
-            return
+        # interrupted run looks complete to an orchestrator, a STATE can be written in the
+        # middle of a RECORD line, and worker threads waiting out a Retry-After keep the
+        # process alive. No public hook exists. Here it only asks the run to stop (see the
+        # class docstring); a second signal exits at once.
+        if self.stopped_by is not None:
+            os._exit(128 + signum)
+        self.request_stop(signum)
+        exit_soon(128 + signum)
+
+    def request_stop(self, signum: int) -> None:
+        """Ask the run to stop at its next record boundary or wait (see the class docstring)."""
+        self.stopped_by = signal.Signals(signum)
         self.stopping.set()
-        raise Terminated(signal.Signals(signum).name, exit_code)
+
+    def raise_if_stopping(self) -> None:
+        """Raise `Terminated` if a signal asked the run to stop (at a record boundary)."""
+        if self.stopped_by is not None:
+            raise Terminated(self.stopped_by.name, 128 + self.stopped_by)
 
     @classmethod
     @override
@@ -119,11 +133,13 @@ class CompatTap(Tap):
                 stop.signal_name,
                 stop.exit_code,
             )
-            # Requests still in flight on worker threads would hold the interpreter's exit
-            # until their timeout: everything the target needs is written, so leave now.
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
-            os._exit(stop.exit_code)
+            with contextlib.suppress(OSError, ValueError):  # a reader gone meanwhile
+                sys.stdout.flush()
+            leave(stop.exit_code)
+        except ReaderGone:
+            silence_stdout()
+            cls.logger.error("%s", READER_GONE)
+            leave(1)
 
     @override  # type: ignore[misc]
     def sync_all(self) -> None:
@@ -138,32 +154,58 @@ class CompatTap(Tap):
         # finalize it, log sync costs. Guarded by tests/test_sdk_compat_logging.py.
         self.before_sync()
         failures: list[GroupFailure] = []
+        self.syncing = True
         try:
-            self._reset_state_progress_markers()
-            self._set_compatible_replication_methods()
-            if self.state:
-                self.state_writer.write_state(self.state)
-            for group, streams in self.sync_groups():
+            with self._reader_gone_is_one_error():
                 try:
-                    self.before_group(group, streams)
-                    for stream in streams:
-                        stream.sync()
-                        stream.finalize_state_progress_markers()
-                except Exception as error:
-                    failures.append(GroupFailure(group, error))
-                    # The failed stream keeps its previous bookmark (its lists are unsorted,
-                    # so progress within it cannot be kept); its progress markers go.
-                    self._reset_state_progress_markers()
-                    self.state_writer.write_state(self.state)
-                    self.after_failed_group(group, streams, error)
-            for stream in self.streams.values():
-                stream.log_sync_costs()
-        except BaseException:
-            self.after_failed_sync()
-            raise
+                    try:
+                        self._sync_groups(failures)
+                    except Interrupted:  # a wait ended on the signal: stop as at a boundary
+                        self.raise_if_stopping()
+                        raise
+                except BaseException as error:
+                    if not isinstance(error, BrokenPipeError | ReaderGone):
+                        self.after_failed_sync()  # the state of what was written
+                    raise
         finally:
+            self.syncing = False
             self.after_sync()
         self.after_groups(failures)
+
+    def _sync_groups(self, failures: list[GroupFailure]) -> None:
+        self._reset_state_progress_markers()
+        self._set_compatible_replication_methods()
+        if self.state:
+            self.state_writer.write_state(self.state)
+        for group, streams in self.sync_groups():
+            try:
+                self.before_group(group, streams)
+                for stream in streams:
+                    stream.sync()
+                    stream.finalize_state_progress_markers()
+            except BrokenPipeError:
+                raise
+            except Exception as error:
+                failures.append(GroupFailure(group, error))
+                # The failed stream keeps its previous bookmark (its lists are unsorted, so
+                # progress within it cannot be kept); its progress markers go.
+                self._reset_state_progress_markers()
+                self.state_writer.write_state(self.state)
+                self.after_failed_group(group, streams, error)
+        for stream in self.streams.values():
+            stream.log_sync_costs()
+
+    @contextlib.contextmanager
+    def _reader_gone_is_one_error(self) -> t.Iterator[None]:
+        """A `BrokenPipeError` on stdout becomes `ReaderGone`: no STATE after it."""
+        try:
+            yield
+        except BrokenPipeError:
+            self.reader_gone = True
+            raise ReaderGone from None
+        except ReaderGone:  # the Airbyte source's output says so itself
+            self.reader_gone = True
+            raise
 
     def sync_groups(self) -> list[tuple[str, list[Stream]]]:
         """The selected top-level streams, in groups that fail independently (default: one)."""
