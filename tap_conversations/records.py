@@ -20,7 +20,7 @@ the provider; `discard` drops the field and reports it once per stream and path.
 Every failure is one line naming provider, stream, field, record and what is wrong. The checks
 follow the schema, never the data, so they go only as deep as the schema does: a hostile value
 nested a thousand levels deep is one wrong-type error. Fields the catalog deselected are dropped
-later, when the record is written (`sdk_compat.CompatStream`), so child streams still see them.
+later, when the SDK writes the record, so child streams still see them.
 """
 
 from __future__ import annotations
@@ -31,13 +31,8 @@ import logging
 import reprlib
 import threading
 import typing as t
-from dataclasses import dataclass
 
 from tap_conversations.errors import ProviderError, prefix
-
-if t.TYPE_CHECKING:
-    from singer_sdk.singerlib import SelectionMask
-
 
 # Timestamps ------------------------------------------------------------------------------
 
@@ -129,23 +124,6 @@ class Rule:
         self.further = self.timestamp or self.fields is not None or self.items is not None
 
 
-@dataclass(frozen=True)
-class Selection:
-    """What the catalog deselected in one stream, worked out once per run."""
-
-    deselected: frozenset[str]  # top-level properties
-    nested: bool  # whether any nested property is deselected
-
-    @classmethod
-    def from_mask(cls, schema: dict[str, t.Any], mask: SelectionMask) -> Selection:
-        # The catalog's properties, not only the schema's: a catalog from `--discover` with
-        # credentials also lists fields the docs do not (`discovery`).
-        names = set(schema["properties"]) | {c[1] for c in mask if len(c) == 2}
-        deselected = {name for name in names if not mask.get(("properties", name), True)}
-        nested = any(len(crumb) > 2 and not selected for crumb, selected in mask.items())
-        return cls(frozenset(deselected), nested)
-
-
 class RecordStream(t.Protocol):
     """What a `RecordChecker` needs of its stream."""
 
@@ -164,9 +142,6 @@ class RecordStream(t.Protocol):
 
     @property
     def logger(self) -> logging.Logger: ...
-
-    @property
-    def mask(self) -> SelectionMask: ...
 
 
 _short = reprlib.Repr()  # short reprs, however long or deep the value
@@ -196,15 +171,7 @@ class RecordChecker:
         self.added: dict[tuple[str, ...], dict[str, t.Any]] = {}
         self._evolving = threading.Lock()  # detail records are checked on worker threads
         self._unknown_reported: set[str] = set()
-        self._selection: Selection | None = None
         self._keys: tuple[str, ...] | None = None
-
-    @property
-    def selection(self) -> Selection:
-        """What the catalog deselected, read from the stream's mask on first use."""
-        if self._selection is None:
-            self._selection = Selection.from_mask(self.stream.schema, self.stream.mask)
-        return self._selection
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -214,8 +181,7 @@ class RecordChecker:
         return self._keys
 
     def reset(self) -> None:
-        """Read the selection and keys again (a new run may bring a new catalog)."""
-        self._selection = None
+        """Read the keys again (a new run may bring a new catalog)."""
         self._keys = None
 
     def check(self, record: dict[str, t.Any]) -> dict[str, t.Any]:

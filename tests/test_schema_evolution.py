@@ -16,9 +16,6 @@ from tap_conversations.errors import ProviderError
 from tap_conversations.records import RecordChecker
 from tap_conversations.tap import TapConversations
 
-if t.TYPE_CHECKING:
-    from singer_sdk.singerlib import SelectionMask
-
 SCHEMA: dict[str, t.Any] = {
     "type": "object",
     "properties": {
@@ -52,7 +49,6 @@ class Stream:
     primary_keys = ("id",)
     text_fields = ()
     schema = SCHEMA
-    mask: SelectionMask = t.cast("SelectionMask", {})
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
