@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             respondent_conversations=args.respondent_conversations,
             latency_ms=args.latency_ms,
             faults=FaultSettings(rate=args.fault_rate, seed=args.seed),
+            undocumented_fields=args.undocumented_fields,
         )
     except ValueError as problem:
         parser.error(str(problem))
@@ -86,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests faulted")
+    parser.add_argument(
+        "--undocumented-fields",
+        action="store_true",
+        help="serve fields the docs do not list: 3 per record, 2 per nested element",
+    )
     parser.add_argument("--env-file", type=Path, help="write shell exports for the tap here")
     return parser
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sandbox import undocumented
 from sandbox.settings import SandboxSettings
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class Collection:
         self._order = list(records)
         self._by_key: dict[Key, Record] = {record[key]: record for record in self._order}
         self._hidden: set[Key] = set()
+        #: Whether records are served with fields the docs do not list (`sandbox.undocumented`).
+        self.undocumented: Callable[[], bool] = lambda: False
 
     def __len__(self) -> int:
         return len(self._order)
@@ -103,7 +106,10 @@ class Collection:
     def snapshot(self) -> list[Record]:
         """All records in served order. Treat them as read-only."""
         with self._lock:
-            return list(self._order)
+            order = list(self._order)
+        if self.undocumented():
+            return undocumented.add_to_list(clone(order), self.key)
+        return order
 
     def matching(self, filters: Mapping[str, Any], within: str | None = None) -> list[Record]:
         """Records, in served order, whose fields equal every value in `filters`.
@@ -124,7 +130,11 @@ class Collection:
     def get(self, key: Key) -> Record | None:
         """The record for its detail endpoint; None if unknown or hidden by `hide`."""
         with self._lock:
-            return None if key in self._hidden else self._by_key.get(key)
+            record = None if key in self._hidden else self._by_key.get(key)
+            if record is None or not self.undocumented():
+                return record
+            position, count = self._order.index(record), len(self._order)
+        return undocumented.add_fields(clone(record), self.key, position, count)
 
     def hide(self, keys: Iterable[Key]) -> None:
         """Keep these records in the list, but let their detail endpoint answer 404."""
@@ -601,6 +611,13 @@ class SandboxData:
             for dataset in (self.perform_engage, self.onq, self.respondent)
         }
         self._lock = threading.Lock()
+        for collection in (
+            self.perform_engage.conversations,
+            self.perform_engage.plans,
+            self.onq.conversations,
+            self.respondent.conversations,
+        ):  # read on every request, as the other behaviour settings
+            collection.undocumented = lambda: settings.undocumented_fields
         #: Changes applied between list-page requests (`sandbox.churn`), set by `Sandbox`.
         self.churn: ChurnSchedule | None = None
 

@@ -98,6 +98,8 @@ class SandboxSettings:
     onq_token_max_age_seconds: float | None = None
     onq_envelope: OnqEnvelope = "array"
     respondent_max_page_size: int = 100
+    #: Serve fields the docs do not list (`sandbox.undocumented`): 3 per record, 2 per element.
+    undocumented_fields: bool = False
 
     def __post_init__(self) -> None:
         sizes = {

@@ -60,7 +60,7 @@ class ApiStream(ProviderStream):
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap=tap)
-        self.checker = RecordChecker(self)
+        self.checker = RecordChecker(self, self.config.get("schema_evolution") or "evolve")
         #: Set while a list stream scans its list (`replication`), for `parse_response`.
         self.scan_watch: ScanWatch | None = None
         #: The list stream's replication in progress, for its detail children to report to.
@@ -105,6 +105,15 @@ class ApiStream(ProviderStream):
             self.conversations_tap.progress.set_total(stream.name, total)
 
     # Records ----------------------------------------------------------------------------
+
+    @property
+    @override
+    def schema_version(self) -> int:
+        return self.checker.version
+
+    @override
+    def grown_schema(self, schema: dict[str, t.Any]) -> dict[str, t.Any]:
+        return self.checker.grown(schema)
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:

@@ -7,29 +7,32 @@ For each record, in this order:
 1. it must be a JSON object; the fields listed in `text_fields` (opaque ids) become text;
 2. its primary key must be present;
 3. at every level the schema describes (the record, nested objects, array items), fields the
-   schema does not describe are dropped and reported once per stream and path
-   (`_drop_unknown`), every value must have one of its JSON types, and `date-time` values are
-   normalised to one UTC layout (`utc_timestamp`).
+   schema does not describe go the way the `schema_evolution` setting says (`_unknown`), every
+   value must have one of its JSON types, and `date-time` values are normalised to one UTC
+   layout (`utc_timestamp`).
+
+`schema_evolution` (docs/schema-evolution.md): `evolve` keeps an undescribed field and grows
+the stream's schema with it (its JSON type as seen, nullable; `version` counts the growths and
+`grown` writes them into a schema, for the SCHEMA message written before the next RECORD); a
+field evolution added whose type then changes widens to any JSON value (`{}`). `freeze` ends
+the provider; `discard` drops the field and reports it once per stream and path.
 
 Every failure is one line naming provider, stream, field, record and what is wrong. The checks
 follow the schema, never the data, so they go only as deep as the schema does: a hostile value
 nested a thousand levels deep is one wrong-type error. Fields the catalog deselected are dropped
-later, when the record is written (`sdk_compat.CompatStream`), so child streams still see them.
+later, when the SDK writes the record, so child streams still see them.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 import reprlib
+import threading
 import typing as t
-from dataclasses import dataclass
 
 from tap_conversations.errors import ProviderError, prefix
-
-if t.TYPE_CHECKING:
-    from singer_sdk.singerlib import SelectionMask
-
 
 # Timestamps ------------------------------------------------------------------------------
 
@@ -69,12 +72,33 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {  # bool is not an integer: types, n
 }
 
 
+#: A new field's JSON type, by the Python type its value decodes to. An integer is a "number":
+#: a field first seen as 3 and later as 0.5 then needs no widening (target-postgres 0.8.1
+#: keeps a column's first type and would round 0.5 into a bigint column).
+_TYPE_NAMES: dict[type, str] = {
+    **{str: "string", bool: "boolean", int: "number", float: "number"},
+    **{list: "array", dict: "object"},
+}
+
+
 class Rule:
     """What the schema says of one value: its JSON types, whether it is a date-time, and the
     fields of an object or the items of an array, when it describes them."""
 
-    def __init__(self, prop: dict[str, t.Any], path: str) -> None:
-        declared = prop.get("type", [])
+    def __init__(
+        self,
+        prop: dict[str, t.Any],
+        path: str,
+        crumbs: tuple[str, ...] = (),
+        *,
+        evolved: bool = False,
+    ) -> None:
+        #: Where `prop` sits in the stream's schema: ("properties", "data", "items").
+        self.crumbs = crumbs
+        #: Added by `schema_evolution: evolve` (its type may widen), not the schema's own.
+        self.evolved = evolved
+        self.prop = prop
+        declared = prop.get("type", list(_JSON_TYPES))  # no type: any JSON value (`{}`)
         names = [declared] if isinstance(declared, str) else declared
         #: The Python types a decoded JSON value may have (`type(value) in types`).
         self.types = frozenset(kind for name in names for kind in _JSON_TYPES.get(name, ()))
@@ -83,31 +107,21 @@ class Rule:
         #: Where an unknown field of this object is reported: "owner.", "messages[]."
         self.path = f"{path}." if path else ""
         properties = prop.get("properties")
+        #: Replaced, never changed in place: another thread may be reading the old one.
         self.fields = (
-            {name: Rule(sub, f"{self.path}{name}") for name, sub in properties.items()}
+            {
+                name: Rule(sub, f"{self.path}{name}", (*crumbs, "properties", name))
+                for name, sub in properties.items()
+            }
             if isinstance(properties, dict)
             else None
         )
         items = prop.get("items")
-        self.items = Rule(items, f"{path}[]") if isinstance(items, dict) else None
+        self.items = (
+            Rule(items, f"{path}[]", (*crumbs, "items")) if isinstance(items, dict) else None
+        )
         #: Whether a value has more to do once its type is checked.
         self.further = self.timestamp or self.fields is not None or self.items is not None
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What the catalog deselected in one stream, worked out once per run."""
-
-    deselected: frozenset[str]  # top-level properties
-    nested: bool  # whether any nested property is deselected
-
-    @classmethod
-    def from_mask(cls, schema: dict[str, t.Any], mask: SelectionMask) -> Selection:
-        deselected = {
-            name for name in schema["properties"] if not mask.get(("properties", name), True)
-        }
-        nested = any(len(crumb) > 2 and not selected for crumb, selected in mask.items())
-        return cls(frozenset(deselected), nested)
 
 
 class RecordStream(t.Protocol):
@@ -129,9 +143,6 @@ class RecordStream(t.Protocol):
     @property
     def logger(self) -> logging.Logger: ...
 
-    @property
-    def mask(self) -> SelectionMask: ...
-
 
 _short = reprlib.Repr()  # short reprs, however long or deep the value
 _short.maxlevel, _short.maxstring, _short.maxother, _short.maxlist, _short.maxdict = 2, 60, 60, 4, 4
@@ -148,20 +159,19 @@ def _describe(value: t.Any) -> str:
 class RecordChecker:
     """Schema checks and timestamp normalisation for one stream's records."""
 
-    def __init__(self, stream: RecordStream) -> None:
+    def __init__(self, stream: RecordStream, mode: str = "evolve") -> None:
         self.stream = stream
         self.root = Rule({"type": "object", "properties": stream.schema["properties"]}, "")
         self.text_fields = tuple(stream.text_fields)
+        #: The `schema_evolution` setting: evolve, freeze or discard.
+        self.mode = mode
+        #: How many times `evolve` grew the schema (0: the stream's schema as written).
+        self.version = 0
+        #: What `evolve` added or widened: where in the schema -> its schema.
+        self.added: dict[tuple[str, ...], dict[str, t.Any]] = {}
+        self._evolving = threading.Lock()  # detail records are checked on worker threads
         self._unknown_reported: set[str] = set()
-        self._selection: Selection | None = None
         self._keys: tuple[str, ...] | None = None
-
-    @property
-    def selection(self) -> Selection:
-        """What the catalog deselected, read from the stream's mask on first use."""
-        if self._selection is None:
-            self._selection = Selection.from_mask(self.stream.schema, self.stream.mask)
-        return self._selection
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -171,8 +181,7 @@ class RecordChecker:
         return self._keys
 
     def reset(self) -> None:
-        """Read the selection and keys again (a new run may bring a new catalog)."""
-        self._selection = None
+        """Read the keys again (a new run may bring a new catalog)."""
         self._keys = None
 
     def check(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -201,10 +210,12 @@ class RecordChecker:
         record, "messages[0]." for an item of `messages`)."""
         fields = t.cast("dict[str, Rule]", rule.fields)
         if unknown := obj.keys() - fields.keys():
-            self._drop_unknown(obj, unknown, rule.path)
+            fields = self._unknown(obj, unknown, rule, record, where)
         for name, value in obj.items():  # every type first, then what lies further
             if type(value) not in fields[name].types:
-                self._wrong_type(record, f"{where}{name}", value, fields[name])
+                if not fields[name].evolved:
+                    self._wrong_type(record, f"{where}{name}", value, fields[name])
+                fields = self._widen(rule, name, value)
         for name, field in fields.items():
             if field.further and (value := obj.get(name)) is not None:
                 obj[name] = self._settle(value, field, record, f"{where}{name}")
@@ -224,6 +235,72 @@ class RecordChecker:
                 if items.further and item is not None:
                     value[index] = self._settle(item, items, record, f"{where}[{index}]")
         return value
+
+    def _unknown(
+        self,
+        obj: dict[str, t.Any],
+        unknown: set[str],
+        rule: Rule,
+        record: dict[str, t.Any],
+        where: str,
+    ) -> dict[str, Rule]:
+        """Deal with the fields of `obj` that `rule` does not describe, as `mode` says; the
+        fields `rule` describes now."""
+        if self.mode == "freeze":
+            name = min(unknown)
+            self.fail(
+                record,
+                f"{where}{name}",
+                "is not in the schema and schema_evolution is freeze "
+                "(set schema_evolution to evolve to load it, or discard to drop it)",
+            )
+        if self.mode == "evolve":
+            for name in sorted(unknown):
+                if obj[name] is None:  # a null says nothing of the type: the column waits
+                    del obj[name]
+                else:
+                    self._widen(rule, name, obj[name])
+        else:
+            self._drop_unknown(obj, unknown, rule.path)
+        return t.cast("dict[str, Rule]", rule.fields)
+
+    def _widen(self, rule: Rule, name: str, value: t.Any) -> dict[str, Rule]:
+        """Describe field `name` of the objects `rule` describes, or widen what evolution
+        said of it, so that `value`'s type is one of its types; log one line."""
+        kind = _TYPE_NAMES[type(value)]
+        with self._evolving:
+            fields = t.cast("dict[str, Rule]", rule.fields)
+            old = fields.get(name)
+            if old is not None and type(value) in old.types:  # another thread got there first
+                return fields
+            crumbs = (*rule.crumbs, "properties", name)
+            if old is None:
+                prop: dict[str, t.Any] = {"type": [kind, "null"]}
+                line = "%s: new field '%s' (%s) kept"
+            else:
+                prop = {}  # any JSON: see `schema_evolution` in docs/schema-evolution.md
+                line = "%s: field '%s' is now also %s; its schema widened to any JSON value"
+            rule.fields = {**fields, name: Rule(prop, f"{rule.path}{name}", crumbs, evolved=True)}
+            self.added = {**self.added, crumbs: prop}
+            self.version += 1
+        self.stream.logger.info(line, prefix(self.stream), f"{rule.path}{name}", kind)
+        return rule.fields
+
+    def grown(self, schema: dict[str, t.Any]) -> dict[str, t.Any]:
+        """A copy of `schema` (the stream's, or what a stream map made of it) with what
+        `evolve` added; a place a stream map removed stays removed."""
+        if not self.added:
+            return schema
+        schema = copy.deepcopy(schema)
+        for crumbs, prop in self.added.items():
+            node: t.Any = schema
+            for crumb in crumbs[:-1]:
+                node = node.get(crumb) if isinstance(node, dict) else None
+                if node is None:
+                    break
+            if isinstance(node, dict):
+                node[crumbs[-1]] = prop
+        return schema
 
     def _drop_unknown(self, obj: dict[str, t.Any], unknown: set[str], path: str) -> None:
         """Drop the fields the schema does not describe; report each path once per stream."""

@@ -20,6 +20,7 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_REQUEST_TIMEOUT = 60
 DEFAULT_PROGRESS_INTERVAL = 30
 DEFAULT_MAX_RETRY_AFTER = 600
+SCHEMA_EVOLUTION_MODES = ("evolve", "freeze", "discard")
 
 TOP_LEVEL_SETTINGS = (
     th.Property(
@@ -67,6 +68,15 @@ TOP_LEVEL_SETTINGS = (
         description=(
             "Level of the SDK's METRIC log lines: DEBUG shows them only with "
             "TAP_CONVERSATIONS_LOGLEVEL=DEBUG, INFO in every run"
+        ),
+    ),
+    th.Property(
+        "schema_evolution",
+        th.StringType(allowed_values=list(SCHEMA_EVOLUTION_MODES)),
+        default="evolve",
+        description=(
+            "A field the schema does not describe: evolve keeps it and adds it to the "
+            "stream's schema, freeze ends the provider, discard drops it"
         ),
     ),
 )

@@ -20,6 +20,7 @@ from typing_extensions import override
 from tap_conversations import onq, perform_engage, respondent
 from tap_conversations.builtin_settings import BuiltinSettings
 from tap_conversations.cli import one_line_failures, read_json_file
+from tap_conversations.discovery import describe_first_pages
 from tap_conversations.errors import ProviderError, ProvidersFailed
 from tap_conversations.prefetch import DetailPrefetcher
 from tap_conversations.progress import Progress
@@ -227,6 +228,7 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
         config, parse_env = cli_config(ctx)
         with one_line_failures(cls.logger):
             tap = cls(config=config, parse_env_config=parse_env, setup_mapper=False)
+            describe_first_pages(tap)
             tap.run_discovery()
         ctx.exit()
 

@@ -217,7 +217,8 @@ def test_a_bad_nested_timestamp_is_the_timestamp_error() -> None:
 def test_unknown_nested_fields_are_dropped_and_reported_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    stream = respondent_stream()
+    config = {**OFFLINE, "schema_evolution": "discard"}
+    stream = TapConversations(config=config).streams["respondent_conversations"]
     with caplog.at_level(logging.WARNING):
         first = stream.checked_record(conversation(reactions=["+1"]))
         stream.checked_record(conversation(reactions=["-1"]))

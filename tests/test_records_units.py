@@ -71,8 +71,9 @@ class DemoStream:
         self.mask: SelectionMask = t.cast("SelectionMask", {})
 
 
-def checker(**kwargs: t.Any) -> RecordChecker:
-    return RecordChecker(DemoStream(**kwargs))
+def checker(mode: str = "discard", **kwargs: t.Any) -> RecordChecker:
+    """A checker in `discard` mode unless told (evolve and freeze: test_schema_evolution*)."""
+    return RecordChecker(DemoStream(**kwargs), mode)
 
 
 def record(**fields: t.Any) -> dict[str, t.Any]:

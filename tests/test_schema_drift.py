@@ -1,4 +1,5 @@
-"""Schema drift: new fields are reported once and dropped; wrong types are clear errors."""
+"""Schema drift: with `discard`, new fields are reported once and dropped; wrong types are
+clear errors (`evolve` and `freeze`: test_schema_evolution*.py)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,11 @@ def stream() -> t.Any:
     return TapConversations(config=CONFIG).streams["onq_conversations"]
 
 
-def test_a_new_field_is_dropped_and_reported_once(
-    stream: t.Any, caplog: pytest.LogCaptureFixture
+def test_a_new_field_is_dropped_and_reported_once_with_discard(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    config = {**CONFIG, "schema_evolution": "discard"}
+    stream = TapConversations(config=config).streams["onq_conversations"]
     with caplog.at_level(logging.WARNING):
         first = stream.checked_record(onq_row(brand_new=1))
         second = stream.checked_record(onq_row(brand_new=2))

@@ -32,6 +32,7 @@ from tap_conversations.airbyte.protocol import (
 )
 from tap_conversations.airbyte.writer import AirbyteMessageWriter
 from tap_conversations.check import check_providers
+from tap_conversations.discovery import describe_first_pages
 from tap_conversations.errors import ReaderGone, Terminated
 from tap_conversations.sdk_compat.tap import leave
 from tap_conversations.tap import PROVIDERS, TapConversations
@@ -163,7 +164,8 @@ class Source:
         )
 
     def discover(self, config: dict[str, t.Any]) -> None:
-        tap = self.tap(config=config)
+        tap = self.tap(config=config, setup_mapper=False)  # as the tap's own `--discover`
+        describe_first_pages(tap)  # docs/schema-evolution.md
         self.output.write(
             models.AirbyteMessage(
                 type=models.Type.CATALOG, catalog=translate.airbyte_catalog(tap.catalog_dict)

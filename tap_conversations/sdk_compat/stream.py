@@ -6,6 +6,7 @@ import logging
 import typing as t
 
 from singer_sdk import RESTStream
+from singer_sdk.mapper import RemoveRecordTransform, SameRecordTransform
 from typing_extensions import override
 
 from tap_conversations.sdk_compat.chatter import (
@@ -34,11 +35,21 @@ class CompatStream(RESTStream[t.Any]):
     def __init__(self, tap: Tap, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(tap, *args, **kwargs)
         self.compat_tap = t.cast("CompatTap", tap)
-        self._schema_sent = False
+        #: The `schema_version` the last SCHEMA message of this run described (None: none yet).
+        self._schema_sent: int | None = None
         self._starting_value_written = False
         if not self.logger.filters:  # children: all their chatter; others: a first run's
             child = self.parent_stream_type is not None
             self.logger.addFilter(DemoteSdkChatter(CHILD_SDK_CHATTER if child else frozenset()))
+
+    @property
+    def schema_version(self) -> int:
+        """How many times the stream's schema grew since it was written (subclasses know)."""
+        return 0
+
+    def grown_schema(self, schema: dict[str, t.Any]) -> dict[str, t.Any]:
+        """`schema` (a stream map's) with what the stream's schema grew by (subclasses)."""
+        return schema
 
     @property
     def one_state_per_stream(self) -> bool:
@@ -63,9 +74,12 @@ class CompatStream(RESTStream[t.Any]):
         self, row: dict[str, t.Any], context: Context | None = None
     ) -> dict[str, t.Any] | None:
         """A record boundary: every record before this one is written and its bookmark moved,
-        so a run asked to stop stops here (`CompatTap.raise_if_stopping`). An override calls
-        `super().post_process` first."""
+        so a run asked to stop stops here (`CompatTap.raise_if_stopping`); and the record,
+        already checked, is about to be written, so a schema it grew is written first
+        (`schema_evolution: evolve`). An override calls `super().post_process` first."""
         self.compat_tap.raise_if_stopping()
+        if self._schema_sent is not None and self._schema_sent != self.schema_version:
+            self._write_schema_message()
         return row
 
     @override
@@ -85,9 +99,21 @@ class CompatStream(RESTStream[t.Any]):
         # Why: the SDK writes a child stream's SCHEMA once per parent record (each parent
         # starts a child sync). One per stream and run is all a target needs; the rest is noise
         # that grows with the account (meltano/sdk#1061). No public hook decides this.
-        if not self._schema_sent:
+        # Again only when the schema grew (`schema_evolution: evolve`; `post_process`, before
+        # a RECORD): then an identity map's schema is the grown one; a map that transforms or
+        # flattens keeps the schema it made. Private: `_generate_schema_messages`.
+        version = self.schema_version
+        if self._schema_sent == version:
+            return
+        if version == 0:
             super()._write_schema_message()
-            self._schema_sent = True
+        else:
+            maps = [m for m in self.stream_maps if not isinstance(m, RemoveRecordTransform)]
+            for stream_map, message in zip(maps, self._generate_schema_messages(), strict=True):
+                if type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled:
+                    message.schema = self.grown_schema(message.schema)
+                self._tap.write_message(message)
+        self._schema_sent = version
 
     @override
     def _increment_stream_state(
@@ -128,5 +154,5 @@ class CompatStream(RESTStream[t.Any]):
 
     def reset_schema_sent(self) -> None:
         """A new run writes each SCHEMA again (once), and each starting bookmark."""
-        self._schema_sent = False
+        self._schema_sent = None
         self._starting_value_written = False
