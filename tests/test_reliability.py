@@ -9,6 +9,7 @@ import pytest
 
 from sandbox import FaultSettings
 from tests.helpers import assert_same_records, parse_messages, run_cli, sync
+from tests.hostile import closed_port
 from tests.waits import skip_waits
 
 if t.TYPE_CHECKING:
@@ -165,7 +166,9 @@ def test_inconsistent_paging_ends_with_a_clear_error(
 
 def test_config_values_are_not_in_about_or_catalog(tmp_path: Path) -> None:
     secret = "s3cr3t-value-91ab"
-    config = {"respondent": {"api_key": secret, "api_secret": secret}}
+    # A closed loopback port: `--discover` reads a first page, which must not leave here.
+    api_url = f"http://127.0.0.1:{closed_port()}/v1"
+    config = {"respondent": {"api_url": api_url, "api_key": secret, "api_secret": secret}}
     for args in (["--about", "--format=json"], ["--discover"]):
         completed = run_cli(args, config, tmp_path)
         assert completed.returncode == 0

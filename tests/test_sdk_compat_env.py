@@ -15,6 +15,7 @@ from singer_sdk.plugin_base import PluginBase
 from tap_conversations.sdk_compat import NestedEnvConfig, nested_env_config
 from tap_conversations.tap import TapConversations
 from tests.helpers import TAP_EXECUTABLE
+from tests.hostile import closed_port
 from tests.meltano_project import clean_env
 
 ONQ = {
@@ -23,6 +24,8 @@ ONQ = {
     "TAP_CONVERSATIONS_ONQ_ISSUER": "https://site.example",
     "TAP_CONVERSATIONS_ONQ_SUBJECT": "etl@site.example",
     "TAP_CONVERSATIONS_ONQ_AUDIENCE": "https://site.onq.io",
+    # A closed loopback port: `--discover` reads a first page, which must not leave here.
+    "TAP_CONVERSATIONS_ONQ_API_URL": f"http://127.0.0.1:{closed_port()}/onq",
 }
 
 

@@ -6,6 +6,7 @@ import json
 import typing as t
 
 from tests.helpers import run_cli
+from tests.hostile import closed_port
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -43,7 +44,9 @@ def test_discovery_without_config_lists_every_stream(tmp_path: Path) -> None:
 
 
 def test_discovery_with_one_provider_lists_only_its_streams(tmp_path: Path) -> None:
-    config = {"respondent": {"api_key": "k", "api_secret": "s"}}
+    # A closed loopback port: discovery's first-page request must not leave this machine.
+    api_url = f"http://127.0.0.1:{closed_port()}/v1"
+    config = {"respondent": {"api_url": api_url, "api_key": "k", "api_secret": "s"}}
     completed = run_cli(["--discover"], config, tmp_path)
     assert completed.returncode == 0, completed.stderr
     streams = {e["tap_stream_id"] for e in json.loads(completed.stdout)["streams"]}
