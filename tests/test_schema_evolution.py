@@ -9,8 +9,6 @@ import threading
 import typing as t
 
 import pytest
-from singer_sdk import Stream as SdkStream
-from singer_sdk.mapper import RemoveRecordTransform
 
 from tap_conversations.errors import ProviderError
 from tap_conversations.records import RecordChecker
@@ -175,20 +173,15 @@ def test_evolving_from_many_threads_at_once_describes_each_field_once() -> None:
 # Guards for the SDK surface the grown SCHEMA uses (sdk_compat.CompatStream) -----------------
 
 
-def test_the_sdk_yields_one_schema_message_per_map_that_keeps_records() -> None:
-    # `_write_schema_message` pairs the SDK's `_generate_schema_messages` with the stream's
-    # maps, skipping `RemoveRecordTransform`s as the SDK does.
-    assert "_generate_schema_messages" in vars(SdkStream)
-    config = {
-        **CONFIG_ONQ,
-        "stream_maps": {
-            "onq_conversations": {"name_upper": "name.upper()"},
-            "onq_copy": {"__source__": "onq_conversations"},
-        },
-    }
-    tap = TapConversations(config=config)
+def test_an_identity_maps_schema_is_what_the_sdks_schema_message_carries() -> None:
+    # `_write_schema_message` grows an identity map's `transformed_schema` and lets the SDK
+    # write: that only works while the SDK's SCHEMA message carries that attribute.
+    tap = TapConversations(config=CONFIG_ONQ)
     stream = tap.streams["onq_conversations"]
-    kept = [m for m in stream.stream_maps if not isinstance(m, RemoveRecordTransform)]
-    messages = list(stream._generate_schema_messages())  # the guarded private name
-    assert [m.stream for m in messages] == [m.stream_alias for m in kept]
-    assert len(kept) == 2
+    (identity,) = stream.stream_maps
+    identity.transformed_schema = {"type": "object", "properties": {"marker": {}}}
+    written: list[t.Any] = []
+    tap.write_message = written.append  # type: ignore[method-assign]
+    stream.reset_schema_sent()
+    stream._write_schema_message()
+    assert [m.schema for m in written] == [identity.transformed_schema]

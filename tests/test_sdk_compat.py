@@ -155,7 +155,6 @@ def test_the_private_sdk_surface_is_this_list_and_no_longer() -> None:
         "_reset_state_progress_markers",  # `sync_all` does what the SDK's does (tap.py)
         "_set_compatible_replication_methods",  # idem
         "_write_schema_message",  # one SCHEMA per child stream and run (stream.py)
-        "_generate_schema_messages",  # idem, again when `schema_evolution` grew the schema
         "_write_starting_replication_value",  # once per run for one-state children
         "_increment_stream_state",  # this tap's bookmarks
         "_write_state_message",  # `checkpoint`

@@ -6,7 +6,7 @@ import logging
 import typing as t
 
 from singer_sdk import RESTStream
-from singer_sdk.mapper import RemoveRecordTransform, SameRecordTransform
+from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
 from tap_conversations.sdk_compat.chatter import (
@@ -100,19 +100,19 @@ class CompatStream(RESTStream[t.Any]):
         # starts a child sync). One per stream and run is all a target needs; the rest is noise
         # that grows with the account (meltano/sdk#1061). No public hook decides this.
         # Again only when the schema grew (`schema_evolution: evolve`; `post_process`, before
-        # a RECORD): then an identity map's schema is the grown one; a map that transforms or
-        # flattens keeps the schema it made. Private: `_generate_schema_messages`.
+        # a RECORD): then an identity map's schema (its public `transformed_schema`, what the
+        # SDK's message carries) becomes the grown one; a map that transforms or flattens keeps
+        # the schema it made.
         version = self.schema_version
         if self._schema_sent == version:
             return
-        if version == 0:
-            super()._write_schema_message()
-        else:
-            maps = [m for m in self.stream_maps if not isinstance(m, RemoveRecordTransform)]
-            for stream_map, message in zip(maps, self._generate_schema_messages(), strict=True):
+        if version:
+            for stream_map in self.stream_maps:
                 if type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled:
-                    message.schema = self.grown_schema(message.schema)
-                self._tap.write_message(message)
+                    stream_map.transformed_schema = self.grown_schema(
+                        stream_map.transformed_schema
+                    )
+        super()._write_schema_message()
         self._schema_sent = version
 
     @override
