@@ -43,6 +43,7 @@ class BoundedBody:
         for chunk in self.raw.stream(amt, decode_content=decode_content):
             total += len(chunk)
             if total > self.limit:
+                self.raw.close()  # the rest is never read: the connection goes
                 raise self.too_large()
             yield chunk
 

@@ -175,6 +175,8 @@ class GuardedSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
         if "proxies" not in kwargs:
             kwargs["proxies"] = self.proxies_for(request)
+        if self.bound_body not in request.hooks["response"]:  # redirect hops share the list
+            request.hooks["response"].append(self.bound_body)
         timeout = kwargs.get("timeout")
         if kwargs.get("stream") or not isinstance(timeout, int | float):
             return super().send(request, **kwargs)  # a redirect hop, inside the outer deadline
@@ -183,17 +185,7 @@ class GuardedSession(requests.Session):
         try:
             response = super().send(request, **{**kwargs, "stream": True})
             deadline.attach(getattr(getattr(response.raw, "connection", None), "sock", None))
-            limit_mb = self.max_response_mb
-            response.raw = BoundedBody(
-                response.raw,
-                int(limit_mb * MEGABYTE),
-                lambda: too_large(self.label, request, limit_mb),
-            )
-            try:
-                _ = response.content  # the whole body, within the deadline and the size limit
-            except ProviderError:
-                response.close()
-                raise
+            _ = response.content  # the whole body, within the deadline and the size limit
         except requests.TooManyRedirects:
             raise redirect_loop(self.label, self.url_setting, request, self.max_redirects) from None
         except requests.exceptions.ProxyError as error:
@@ -210,6 +202,16 @@ class GuardedSession(requests.Session):
             raise requests.exceptions.ReadTimeout(msg, request=request) from failure
         if failure is not None:
             raise failure
+        return response
+
+    def bound_body(self, response: requests.Response, **_: t.Any) -> requests.Response:
+        """A response hook (`send` adds it to every request): any body read, a redirect's too
+        (requests reads those to release the connection), stops past `max_response_mb`."""
+        limit_mb = self.max_response_mb
+        request = response.request
+        response.raw = BoundedBody(
+            response.raw, int(limit_mb * MEGABYTE), lambda: too_large(self.label, request, limit_mb)
+        )
         return response
 
     @override

@@ -67,6 +67,18 @@ def test_a_gzip_bomb_ends_with_one_line_naming_the_limit(monkeypatch: pytest.Mon
     assert requests_seen == 1  # not retried: the same answer would come again
 
 
+def test_a_gzip_bomb_in_a_redirect_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = gzip_of_zeros(40)
+
+    def script(exchange: Exchange) -> None:  # requests reads a redirect's body to drop it
+        headers = {"Content-Encoding": "gzip", "Location": "/api/v2/elsewhere/"}
+        exchange.reply(302, bomb, headers=headers)
+
+    with HostileServer(script) as server:
+        line = failure_line(pe_config(f"{server.url}/api/v2", max_response_mb=2), monkeypatch)
+    assert line.startswith(f"{PE}: GET {PLANS} answered more than 2 MB once decompressed")
+
+
 def test_an_answer_within_the_limit_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
     empty = b'{"count": 0, "next": null, "previous": null, "results": []}'
