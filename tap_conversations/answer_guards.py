@@ -81,11 +81,15 @@ class ProxyUnreachable(requests.exceptions.ProxyError):
 
 
 def proxy_unreachable(
-    request: requests.PreparedRequest,
-    proxies: dict[str, str],
-    problem: str,
+    request: requests.PreparedRequest, proxies: dict[str, str], error: BaseException
 ) -> ProxyUnreachable:
-    """`could not reach the proxy http://host:port (HTTPS_PROXY): connection refused`."""
+    """`could not reach the proxy http://host:port (HTTPS_PROXY): connection refused`, or
+    `...: it answered 407 Proxy Authentication Required` when it refused the tunnel."""
+    problem = connection_problem(error)
+    tunnel = "Tunnel connection failed: "
+    for cause in _causes(error):
+        if str(cause).startswith(tunnel):  # urllib3's words for a CONNECT not answered 200
+            problem = f"it answered {str(cause).removeprefix(tunnel)[:100]}"
     url = request.url or ""
     proxy = select_proxy(url, proxies) or ""
     parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None

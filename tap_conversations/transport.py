@@ -190,7 +190,7 @@ class GuardedSession(requests.Session):
             raise redirect_loop(self.label, self.url_setting, request, self.max_redirects) from None
         except requests.exceptions.ProxyError as error:
             proxies = kwargs["proxies"]
-            failure = proxy_unreachable(request, proxies, connection_problem(error))
+            failure = proxy_unreachable(request, proxies, error)
             failure.__cause__ = error
         except (requests.RequestException, OSError) as error:
             failure = error

@@ -75,6 +75,22 @@ def test_a_refused_proxy_is_named_with_its_variable_and_no_credentials(
 
 
 @pytest.mark.usefixtures("no_proxy_environment")
+def test_a_proxy_that_refuses_the_tunnel_says_what_it_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def script(exchange: Exchange) -> None:  # never called: CONNECT is not a method it serves
+        exchange.reply(200, EMPTY_LIST)
+
+    with HostileServer(script) as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        line = failure_line(pe_config("https://perform-engage.invalid/api/v2"), monkeypatch)
+    assert line.endswith(
+        f"(last error: could not reach the proxy {proxy.url} (https_proxy): it answered 501 "
+        "Unsupported method ('CONNECT')) — check that proxy, or https_proxy and NO_PROXY"
+    )
+
+
+@pytest.mark.usefixtures("no_proxy_environment")
 def test_a_refused_proxy_through_the_cli_exits_1_without_credentials(tmp_path: Path) -> None:
     port = closed_port()
     env = {"http_proxy": f"http://proxyuser:proxy-pw-9931@127.0.0.1:{port}"}
