@@ -2,7 +2,9 @@
 
 A body larger than `max_response_mb` once decompressed (a gzip bomb), a redirect loop, a proxy
 that cannot be reached: each becomes one line naming the provider, the path or the proxy and
-its variable, and what to change. Proxy URLs are shown without their credentials.
+its variable, and what to change. Proxy URLs are shown without their credentials. Why a
+connection failed (`connection_problem`) and an answer that is not HTTP (`not_http`) are put in
+words here too, for `transport.RetryPolicy`'s lines.
 """
 
 from __future__ import annotations
