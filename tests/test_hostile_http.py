@@ -6,14 +6,16 @@ change; a CLI run of each kind exits 1 without a traceback.
 
 from __future__ import annotations
 
-import resource
+import json
+import os
+import subprocess
 import typing as t
 import zlib
 
 import pytest
 
 from tap_conversations.errors import ProviderError
-from tests.helpers import run_cli, sync
+from tests.helpers import TAP_EXECUTABLE, run_cli, sync
 from tests.hostile import Exchange, HostileServer
 from tests.waits import skip_waits
 
@@ -91,13 +93,24 @@ def test_an_answer_within_the_limit_is_read(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_a_gigabyte_bomb_through_the_cli_stays_small(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.json"
+    stderr_file = tmp_path / "stderr.txt"
     with HostileServer(gzip_bomb(gzip_of_zeros(1024))) as server:
-        completed = run_cli([], pe_config(f"{server.url}/api/v2"), tmp_path, timeout=120)
-    assert completed.returncode == 1
-    assert f"{PE}: GET {PLANS} answered more than 256 MB once decompressed" in completed.stderr
-    assert "Traceback" not in completed.stderr
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
-    assert peak_mb < 700, peak_mb  # the body is ~1 GB decoded; unbounded reading holds it all
+        config_file.write_text(json.dumps(pe_config(f"{server.url}/api/v2")))
+        with stderr_file.open("wb") as stderr:
+            tap = subprocess.Popen(
+                [TAP_EXECUTABLE, "--config", str(config_file)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+            _, status, usage = os.wait4(tap.pid, 0)  # this run's own peak memory
+            tap.returncode = os.waitstatus_to_exitcode(status)
+    errors = stderr_file.read_text()
+    assert tap.returncode == 1
+    assert f"{PE}: GET {PLANS} answered more than 256 MB once decompressed" in errors
+    assert "Traceback" not in errors
+    peak_mb = usage.ru_maxrss / 1024  # Linux: KiB
+    assert peak_mb < 700, peak_mb  # the body is 1 GB decoded; reading it unbounded holds it all
 
 
 def test_a_redirect_loop_ends_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
