@@ -66,9 +66,10 @@ class JWTAuthenticator:
             request.headers["Authorization"] = f"Bearer {self._token}"
         return request
 
-    def renew(self) -> None:
-        with self._lock:
-            self._mint()
+    def renew(self, rejected: requests.PreparedRequest) -> None:
+        with self._lock:  # unless another worker already replaced the rejected token
+            if rejected.headers.get("Authorization") == f"Bearer {self._token}":
+                self._mint()
 
     def _mint(self) -> None:
         config = self._config

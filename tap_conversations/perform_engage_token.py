@@ -59,9 +59,12 @@ class TokenAuthenticator:
             request.headers["Authorization"] = f"Token {self._token}"
         return request
 
-    def renew(self) -> None:
+    def renew(self, rejected: requests.PreparedRequest) -> None:
+        """A new token, unless another worker already replaced the one `rejected` carried:
+        every request in flight when a token is revoked is refused, one renewal serves all."""
         with self._lock:
-            self._token = self._obtain()
+            if rejected.headers.get("Authorization") == f"Token {self._token}":
+                self._token = self._obtain()
 
     def _obtain(self) -> str:
         label = self._stream.provider_label

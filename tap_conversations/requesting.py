@@ -158,7 +158,7 @@ class ProviderStream(CompatStream):
                 if renew is None:
                     raise
                 self.logger.info("%s rejected the token; renewing it once", self.provider_label)
-                renew()
+                renew(prepared_request)  # one renewal serves every worker it rejected
                 try:
                     return policy.call(prepared_request, lambda: attempt(prepared_request, context))
                 except TokenRejected as again:

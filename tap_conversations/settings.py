@@ -21,6 +21,7 @@ DEFAULT_REQUEST_TIMEOUT = 60
 DEFAULT_PROGRESS_INTERVAL = 30
 DEFAULT_MAX_RETRY_AFTER = 600
 SCHEMA_EVOLUTION_MODES = ("evolve", "freeze", "discard")
+DEFAULT_MAX_RESPONSE_MB = 256
 
 TOP_LEVEL_SETTINGS = (
     th.Property(
@@ -52,6 +53,15 @@ TOP_LEVEL_SETTINGS = (
         default=DEFAULT_MAX_RETRY_AFTER,
         description=(
             "Longest Retry-After pause the tap waits out; a server asking for more ends the "
+            "run with one line"
+        ),
+    ),
+    th.Property(
+        "max_response_mb",
+        th.IntegerType(minimum=1, maximum=4096),
+        default=DEFAULT_MAX_RESPONSE_MB,
+        description=(
+            "Largest answer body, once decompressed, the tap reads (MB); a larger one ends the "
             "run with one line"
         ),
     ),

@@ -33,6 +33,7 @@ from tap_conversations.sdk_compat import (
 )
 from tap_conversations.settings import (
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_MB,
     DEFAULT_PROGRESS_INTERVAL,
     TOP_LEVEL_SETTINGS,
     RedactSecrets,
@@ -262,6 +263,7 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
                 pool_size=self.max_concurrency + 2,
                 max_requests_per_second=provider_config.get("max_requests_per_second"),
                 stopping=self.stopping,
+                max_response_mb=self.config.get("max_response_mb", DEFAULT_MAX_RESPONSE_MB),
             )
         return self._transports[provider]
 

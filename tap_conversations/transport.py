@@ -13,12 +13,10 @@ import contextlib
 import datetime
 import email.utils
 import functools
-import http.client
 import itertools
 import math
 import os
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -34,15 +32,26 @@ from requests.utils import resolve_proxies
 from singer_sdk.exceptions import RetriableAPIError
 from typing_extensions import override
 
+from tap_conversations.answer_guards import (
+    MEGABYTE,
+    BoundedBody,
+    ProxyUnreachable,
+    connection_problem,
+    not_http,
+    proxy_unreachable,
+    redirect_loop,
+    too_large,
+)
 from tap_conversations.errors import BadBody, Interrupted, ProviderError
+from tap_conversations.settings import DEFAULT_MAX_RESPONSE_MB
 
 if t.TYPE_CHECKING:
     import logging
 
 
 class Authenticator(t.Protocol):
-    """A requests auth callable. One holding a token also has `renew()`, which the streams
-    call once when the server rejects a token we believed valid."""
+    """A requests auth callable. One holding a token also has `renew(rejected_request)`, which
+    the streams call once when the server rejects a token we believed valid."""
 
     def __call__(self, request: requests.PreparedRequest, /) -> requests.PreparedRequest: ...
 
@@ -57,8 +66,10 @@ class ProviderTransport:
         pool_size: int = 10,
         max_requests_per_second: float | None = None,
         stopping: threading.Event | None = None,
+        *,
+        max_response_mb: float = DEFAULT_MAX_RESPONSE_MB,
     ) -> None:
-        self.session = GuardedSession(label, url_setting)
+        self.session = GuardedSession(label, url_setting, max_response_mb)
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -131,13 +142,20 @@ class GuardedSession(requests.Session):
     """A session that reads proxies and the CA bundle from the environment once per host (with
     `trust_env`, requests walks the whole environment on every request: under Meltano, the
     largest cost after the socket), whose `timeout` is a deadline for the whole answer, status
-    line, headers and body (`_Deadline`), and which follows a redirect only within the origin
-    (requests would carry the credentials along). `~/.netrc` is not read."""
+    line, headers and body (`_Deadline`), whose body may be at most `max_response_mb` once
+    decompressed, and which follows a redirect only within the origin (requests would carry the
+    credentials along). `~/.netrc` is not read. `answer_guards` words what goes wrong."""
 
-    def __init__(self, label: str = "API", url_setting: str = "api_url") -> None:
+    def __init__(
+        self,
+        label: str = "API",
+        url_setting: str = "api_url",
+        max_response_mb: float = DEFAULT_MAX_RESPONSE_MB,
+    ) -> None:
         super().__init__()
         self.label = label
         self.url_setting = url_setting
+        self.max_response_mb = max_response_mb
         self.trust_env = False
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         self.verify = ca_bundle or True
@@ -157,6 +175,8 @@ class GuardedSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
         if "proxies" not in kwargs:
             kwargs["proxies"] = self.proxies_for(request)
+        if self.bound_body not in request.hooks["response"]:  # redirect hops share the list
+            request.hooks["response"].append(self.bound_body)
         timeout = kwargs.get("timeout")
         if kwargs.get("stream") or not isinstance(timeout, int | float):
             return super().send(request, **kwargs)  # a redirect hop, inside the outer deadline
@@ -165,7 +185,13 @@ class GuardedSession(requests.Session):
         try:
             response = super().send(request, **{**kwargs, "stream": True})
             deadline.attach(getattr(getattr(response.raw, "connection", None), "sock", None))
-            _ = response.content  # the whole body, within the deadline
+            _ = response.content  # the whole body, within the deadline and the size limit
+        except requests.TooManyRedirects:
+            raise redirect_loop(self.label, self.url_setting, request, self.max_redirects) from None
+        except requests.exceptions.ProxyError as error:
+            proxies = kwargs["proxies"]
+            failure = proxy_unreachable(request, proxies, error)
+            failure.__cause__ = error
         except (requests.RequestException, OSError) as error:
             failure = error
         finally:
@@ -176,6 +202,16 @@ class GuardedSession(requests.Session):
             raise requests.exceptions.ReadTimeout(msg, request=request) from failure
         if failure is not None:
             raise failure
+        return response
+
+    def bound_body(self, response: requests.Response, **_: t.Any) -> requests.Response:
+        """A response hook (`send` adds it to every request): any body read, a redirect's too
+        (requests reads those to release the connection), stops past `max_response_mb`."""
+        limit_mb = self.max_response_mb
+        request = response.request
+        response.raw = BoundedBody(
+            response.raw, int(limit_mb * MEGABYTE), lambda: too_large(self.label, request, limit_mb)
+        )
         return response
 
     @override
@@ -294,34 +330,6 @@ def duration(seconds: float) -> str:
     return f"{text} ({seconds / 60:.0f} min)" if seconds >= 120 else text
 
 
-def connection_problem(error: BaseException) -> str:
-    """Why a connection failed, in words: refused, name not resolved, TLS, closed."""
-    causes: list[BaseException] = []  # the error and all it wraps: cause, context, reason, args
-    todo = [error]
-    while todo:
-        current = todo.pop(0)
-        if all(current is not seen for seen in causes):
-            causes.append(current)
-            linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-            todo += [e for e in [*linked, *current.args] if isinstance(e, BaseException)]
-    ssl_errors = [e for e in causes if isinstance(e, ssl.SSLError)]
-    if ssl_errors or any(isinstance(e, requests.exceptions.SSLError) for e in causes):
-        detail = (getattr(ssl_errors[0], "reason", None) if ssl_errors else None) or "failed"
-        return f"TLS error: {detail}"
-    if any(isinstance(e, ConnectionRefusedError) for e in causes):
-        return "connection refused"
-    if any(
-        isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError" for e in causes
-    ):
-        return "host name not resolved"
-    closed = ConnectionResetError | http.client.RemoteDisconnected | BrokenPipeError
-    if any(isinstance(e, closed) for e in causes):
-        return "connection closed by the server"
-    if any(isinstance(e, TimeoutError) for e in causes):
-        return "timed out"
-    return "connection failed"
-
-
 @dataclass
 class RetryPolicy:
     """How one provider's requests are retried; built by the stream that sends them."""
@@ -411,6 +419,10 @@ class RetryPolicy:
             return f"got no complete answer from {where} within {limit}"
         if isinstance(error, requests.exceptions.ChunkedEncodingError | ContentDecodingError):
             return f"sent an answer that was cut short or garbled ({where})"
+        if isinstance(error, ProxyUnreachable):
+            return str(error)
+        if isinstance(error, requests.exceptions.ConnectionError) and (broken := not_http(error)):
+            return f"sent an answer that is not valid HTTP ({where}: {broken})"
         if isinstance(error, requests.exceptions.ConnectionError | ConnectionResetError):
             return f"could not reach {where} ({connection_problem(error)})"
         return f"failed ({type(error).__name__})"
@@ -428,6 +440,8 @@ class RetryPolicy:
         hint = ""
         if isinstance(error, requests.exceptions.Timeout):
             hint = " — raise request_timeout_seconds if the server is only slow"
+        elif isinstance(error, ProxyUnreachable):
+            hint = f" — check that proxy, or {error.variable} and NO_PROXY"
         elif isinstance(error, requests.exceptions.ConnectionError | ConnectionResetError):
             hint = f" — check {self.provider}.api_url"
         path = urlsplit(request.url or "").path

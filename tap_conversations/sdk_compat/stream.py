@@ -109,9 +109,7 @@ class CompatStream(RESTStream[t.Any]):
         if version:
             for stream_map in self.stream_maps:
                 if type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled:
-                    stream_map.transformed_schema = self.grown_schema(
-                        stream_map.transformed_schema
-                    )
+                    stream_map.transformed_schema = self.grown_schema(stream_map.transformed_schema)
         super()._write_schema_message()
         self._schema_sent = version
 
