@@ -204,7 +204,7 @@ class ListReplication:
         self.retry_met: set[str] = set()
         now = datetime.datetime.now(datetime.UTC)
         self.ceiling = utc_now_text(now - CLOCK_MARGIN)
-        self.snapshot = Snapshot()
+        self.snapshot = Snapshot(prefix(stream))
         self.proven = False
         #: The record being handed to the SDK (its children synced, then it is written).
         self.current: Row | None = None
