@@ -87,7 +87,8 @@ class Bookmark:
         else:
             state.pop(SENT, None)
         if self.retry:
-            # `retry` only shrinks while records are sent, so its size tells a change
+            # a delivery changes `retry` by its own key only (dropped, or added when its detail
+            # failed), so its size tells a change; `keep_retry` resets what was written
             written = self._retry_written
             if written is None or written[0] != len(self.retry) or state.get(RETRY) is None:
                 self._retry_written = written = (len(self.retry), sorted(self.retry))
