@@ -104,6 +104,14 @@ class ApiStream(ProviderStream):
         for stream in (self, *(c for c in self.child_streams if is_detail_stream(c))):
             self.conversations_tap.progress.set_total(stream.name, total)
 
+    @property
+    def catalog_forces_full_table(self) -> bool:
+        """Whether the catalog asks for FULL_TABLE, in its entry (`replication_method`) or its
+        metadata (`forced-replication-method`): the SDK takes the entry's first, and a
+        discovered catalog's entry says INCREMENTAL, so an edit of the metadata alone counts."""
+        forced = (self.replication_method, self.metadata.root.forced_replication_method)
+        return "FULL_TABLE" in forced
+
     # Records ----------------------------------------------------------------------------
 
     @property

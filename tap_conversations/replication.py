@@ -44,6 +44,8 @@ CLOCK_MARGIN = datetime.timedelta(seconds=60)
 CHECKPOINT_SECONDS = 1.0
 SENT = "sent_since_bookmark"
 RETRY = "retry_keys"
+#: At most this many `retry_keys` are kept (see `Bookmark.bound`).
+MAX_RETRY_KEYS = 10_000
 
 
 @dataclass
@@ -52,12 +54,14 @@ class Bookmark:
 
     Every version whose replication value is below `value` was delivered; at or after it,
     exactly the versions in `sent` (key -> replication value). Keys in `retry` are sent again
-    whatever their value.
+    whatever their value; `retry` is a set, written to STATE (sorted) only when it changed.
     """
 
     value: str | None = None
     sent: dict[str, str] = field(default_factory=dict)
     retry: set[str] = field(default_factory=set)
+    #: `retry` as last written, so that an unchanged set is not sorted again per record.
+    _retry_written: tuple[int, list[str]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def read(cls, state: t.Mapping[str, t.Any], start: str | None) -> Bookmark:
@@ -83,7 +87,12 @@ class Bookmark:
         else:
             state.pop(SENT, None)
         if self.retry:
-            state[RETRY] = sorted(self.retry)
+            # a delivery changes `retry` by its own key only (dropped, or added when its detail
+            # failed), so its size tells a change; `keep_retry` resets what was written
+            written = self._retry_written
+            if written is None or written[0] != len(self.retry) or state.get(RETRY) is None:
+                self._retry_written = written = (len(self.retry), sorted(self.retry))
+            state[RETRY] = written[1]
         else:
             state.pop(RETRY, None)
 
@@ -109,6 +118,18 @@ class Bookmark:
     def prune(self) -> None:
         if self.value is not None:
             self.sent = {k: v for k, v in self.sent.items() if v >= self.value}
+
+    def bound(self) -> int:
+        """Keep at most `MAX_RETRY_KEYS` retry keys (the smallest, so the choice is stable);
+        how many were dropped. A dropped key's record is sent again only once it changes."""
+        excess = len(self.retry) - MAX_RETRY_KEYS
+        if excess > 0:
+            self.keep_retry(sorted(self.retry)[:MAX_RETRY_KEYS])
+        return max(excess, 0)
+
+    def keep_retry(self, keys: Iterable[str]) -> None:
+        self.retry = set(keys)
+        self._retry_written = None
 
 
 def _normalised(value: t.Any) -> str | None:
@@ -154,6 +175,9 @@ class ReplicatedList(t.Protocol):
     @property
     def replication_key(self) -> str | None: ...
 
+    @property
+    def catalog_forces_full_table(self) -> bool: ...
+
     def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
 
     def request_records(self, context: Context | None) -> Iterable[Row]: ...
@@ -174,9 +198,14 @@ class ListReplication:
         start = utc_timestamp(str(start)) if start else None
         self.bookmark = Bookmark.read(self.state, start) if self.replication_key else Bookmark()
         self.started = self.bookmark.value
+        #: FULL_TABLE forced by the catalog: every record is sent, whatever the bookmark (which
+        #: still moves as usual, for the next incremental run).
+        self.full_table = stream.catalog_forces_full_table
+        #: The retry keys the scans met (the others are for records no longer in the list).
+        self.retry_met: set[str] = set()
         now = datetime.datetime.now(datetime.UTC)
         self.ceiling = utc_now_text(now - CLOCK_MARGIN)
-        self.snapshot = Snapshot()
+        self.snapshot = Snapshot(prefix(stream))
         self.proven = False
         #: The record being handed to the SDK (its children synced, then it is written).
         self.current: Row | None = None
@@ -200,12 +229,14 @@ class ListReplication:
                 self.stream.scan_watch = None
             if watch.clean:
                 self.proven = True
+                self._forget_vanished_retries()
                 return
             if attempt < MAX_SCANS:
                 moves = "; ".join(watch.moves)
                 self.stream.logger.info(
                     "%s: the list changed while it was read (%s); reading it again", label, moves
                 )
+        self._bound_retries()
         kept = f"keeping the bookmark at {self.started}" if self.replication_key else "full table"
         self.stream.logger.warning(
             "%s: the list kept changing over %d reads (%s); sending all %d records read and "
@@ -232,12 +263,39 @@ class ListReplication:
             if self._fresh(value, watch) and self.snapshot.new_version(key, value):
                 # updated after the scan began, and not a version an earlier scan holds
                 watch.moved(f"record {key} was updated while the list was read")
-            wanted = self.bookmark.wants(key, value)
+            retry = self.bookmark.retry
+            if retry and key in retry:
+                self.retry_met.add(key)
+            wanted = self.full_table or self.bookmark.wants(key, value)
             if wanted and on_kept is not None:
                 on_kept(1)
             self.snapshot.add(attempt, key, value, row if wanted else None)
             read += 1
         watch.finish(read, self.snapshot.distinct(attempt))
+
+    def _forget_vanished_retries(self) -> None:
+        """A proven scan read the whole list: retry keys it did not meet are records that no
+        longer exist, so they are dropped."""
+        retry = self.bookmark.retry
+        if len(retry) > len(self.retry_met):
+            gone = len(retry) - len(self.retry_met)
+            self.bookmark.keep_retry(self.retry_met)
+            self.stream.logger.info(
+                "%s: dropping %d retry_keys of records no longer in the list",
+                prefix(self.stream),
+                gone,
+            )
+        self._bound_retries()
+
+    def _bound_retries(self) -> None:
+        if dropped := self.bookmark.bound():
+            self.stream.logger.warning(
+                "%s: more than %d retry_keys; dropping %d of them: their records are sent "
+                "again only when they change",
+                prefix(self.stream),
+                MAX_RETRY_KEYS,
+                dropped,
+            )
 
     @staticmethod
     def _fresh(value: t.Any, watch: ScanWatch) -> bool:
@@ -295,6 +353,7 @@ class ListReplication:
         ):
             self.bookmark.value = max(below)
             self.bookmark.prune()
+        self._bound_retries()
         if self.replication_key:
             self.bookmark.write(self.state, self.replication_key)
 

@@ -9,12 +9,17 @@ streams use them, and what goes into STATE, is in `replication`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
+import re
 import sqlite3
 import typing as t
 
 import msgspec
 from singer_sdk.contrib.msgspec import encoder as json_encoder
+
+from tap_conversations.errors import ProviderError
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -108,18 +113,33 @@ INSERT INTO versions VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET
 """
 
 
+class TemporaryDiskError(ProviderError):
+    """The snapshot's temporary database cannot be written (a full or unusable directory)."""
+
+
+def temporary_directory() -> str:
+    """Where SQLite puts its temporary files, as a user would set it."""
+    for variable in ("SQLITE_TMPDIR", "TMPDIR"):
+        if directory := os.environ.get(variable):
+            return f"{directory} (from {variable})"
+    return "the system temporary directory (TMPDIR is not set)"
+
+
 class Snapshot:
     """The records of one list, merged by key over its scans, in a temporary SQLite database.
 
     Each read of a record is a *version*, numbered in read order. The database has no name:
     SQLite keeps its pages in a small cache and the rest in a file it deletes as it opens it,
     so nothing is left behind when the snapshot is closed or the process ends. Versions wait
-    in `_pending` until `FLUSH_EVERY` came or the snapshot is asked something.
+    in `_pending` until `FLUSH_EVERY` came or the snapshot is asked something. A directory
+    that is full or cannot be written ends the stream with one `TemporaryDiskError` line
+    starting with `label`.
     """
 
     FLUSH_EVERY = 500
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "the snapshot") -> None:
+        self.label = label
         self._db = sqlite3.connect("", isolation_level=None)
         self._db.execute("PRAGMA journal_mode = OFF")
         self._db.execute("PRAGMA synchronous = OFF")
@@ -166,8 +186,15 @@ class Snapshot:
         self._flush()
         decode = msgspec.json.decode
         query = "SELECT body FROM versions WHERE body IS NOT NULL ORDER BY rank, read"
-        for (body,) in self._db.execute(query):
-            yield decode(body)
+        with self._disk():
+            found = self._db.execute(query)
+        while True:
+            with self._disk():
+                batch = found.fetchmany(100)
+            if not batch:
+                return
+            for (body,) in batch:
+                yield decode(body)
 
     def close(self) -> None:
         self._pending = []
@@ -175,15 +202,34 @@ class Snapshot:
 
     def _one(self, query: str, *parameters: t.Any) -> t.Any:
         self._flush()
-        found = self._db.execute(query, parameters).fetchone()
+        with self._disk():
+            found = self._db.execute(query, parameters).fetchone()
         return None if found is None else found[0]
 
     def _flush(self) -> None:
         if self._pending:
-            with self._db:  # one transaction
+            with self._disk(), self._db:  # one transaction
                 self._db.execute("BEGIN")
                 self._db.executemany(_MERGE, self._pending)
             self._pending = []
+
+    @contextlib.contextmanager
+    def _disk(self) -> Iterator[None]:
+        """SQLite's disk errors as one line naming the directory and how to move it."""
+        try:
+            yield
+        except (sqlite3.OperationalError, OSError) as error:
+            if not isinstance(error, OSError) and not _DISK_PROBLEMS.search(str(error)):
+                raise
+            msg = (
+                f"{self.label}: cannot write the temporary database the list is read into "
+                f"({error}) in {temporary_directory()}; free space there, or point TMPDIR "
+                "at a directory with room"
+            )
+            raise TemporaryDiskError(msg) from None
+
+
+_DISK_PROBLEMS = re.compile(r"full|disk I/O|unable to open|readonly|read-only")
 
 
 def _utf8(text: str) -> bytes:

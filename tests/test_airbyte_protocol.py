@@ -110,6 +110,7 @@ def test_spec_is_the_tap_config_schema_with_secrets_marked() -> None:
     }
     assert secret == {
         "perform_engage.api_key",
+        "onq.api_key",  # only the JWT's kid, but named like a secret (airbyte-cdk's spec lint)
         "onq.api_secret",
         "respondent.api_key",
         "respondent.api_secret",

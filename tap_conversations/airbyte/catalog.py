@@ -33,9 +33,20 @@ def connection_specification(config_schema: dict[str, t.Any]) -> dict[str, t.Any
     return schema
 
 
+#: Setting names Airbyte takes for secrets (airbyte-cdk's standard tests insist they are
+#: marked): a name ending in one of these, or equal to one.
+SECRET_LOOKING = ("key", "secret", "password", "token", "credentials", "jwt", "certificate")
+
+
+def looks_secret(name: str) -> bool:
+    return name.lower().replace("-", "_").endswith(SECRET_LOOKING)
+
+
 def _mark_secrets(schema: dict[str, t.Any]) -> None:
-    for prop in schema.get("properties", {}).values():
-        if prop.get("secret") or prop.get("writeOnly"):
+    """`airbyte_secret: true` on every secret, and on every setting whose name looks like one:
+    onQ's `api_key` is only the JWT's `kid`, but hiding it costs nothing."""
+    for name, prop in schema.get("properties", {}).items():
+        if prop.get("secret") or prop.get("writeOnly") or looks_secret(name):
             prop["airbyte_secret"] = True
         _mark_secrets(prop)
 

@@ -35,6 +35,7 @@ from tap_conversations.check import check_providers
 from tap_conversations.discovery import describe_first_pages
 from tap_conversations.errors import ReaderGone, Terminated
 from tap_conversations.sdk_compat.tap import leave
+from tap_conversations.state_input import StateInputError
 from tap_conversations.tap import PROVIDERS, TapConversations
 
 if t.TYPE_CHECKING:
@@ -73,7 +74,8 @@ def one_line(error: BaseException) -> str:
 
 
 def failure_type(error: BaseException) -> t.Any:
-    if isinstance(error, ConfigValidationError | translate.AirbyteInputError | InputFileError):
+    user_input = ConfigValidationError | translate.AirbyteInputError | InputFileError
+    if isinstance(error, user_input | StateInputError):  # a state Airbyte kept is input too
         return models.FailureType.config_error
     if isinstance(error, ReadCancelled | Terminated | SystemExit | KeyboardInterrupt):
         return models.FailureType.transient_error
