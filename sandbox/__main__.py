@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             respondent_conversations=args.respondent_conversations,
             latency_ms=args.latency_ms,
             faults=FaultSettings(rate=args.fault_rate, seed=args.seed),
+            rate_limit_per_second=args.rate_limit,
+            rate_limit_burst=args.rate_limit_burst,
+            rate_limit_headers=args.rate_limit_headers,
         )
     except ValueError as problem:
         parser.error(str(problem))
@@ -86,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests faulted")
+    parser.add_argument(
+        "--rate-limit", type=float, help="requests/s each provider allows (a token bucket)"
+    )
+    parser.add_argument(
+        "--rate-limit-burst", type=float, help="the bucket's size (default: one second's worth)"
+    )
+    parser.add_argument(
+        "--rate-limit-headers",
+        action="store_true",
+        help="send RateLimit-Limit/-Remaining/-Reset with every answer",
+    )
     parser.add_argument("--env-file", type=Path, help="write shell exports for the tap here")
     return parser
 

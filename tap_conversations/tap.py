@@ -260,6 +260,7 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
                 pool_size=self.max_concurrency + 2,
                 max_requests_per_second=provider_config.get("max_requests_per_second"),
                 stopping=self.stopping,
+                max_concurrency=self.max_concurrency,
             )
         return self._transports[provider]
 
