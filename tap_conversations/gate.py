@@ -108,7 +108,8 @@ class RequestGate:
         kept at most (what the API's own bucket refilled while every request waited)."""
         if self.rate is not None:
             elapsed = max(0.0, now - self._filled_at)
-            self._tokens = min(self.rate * BURST_SECONDS, self._tokens + elapsed * self.rate)
+            burst = max(1.0, self.rate * BURST_SECONDS)
+            self._tokens = min(burst, self._tokens + elapsed * self.rate)
         self._filled_at = now
 
     def allowed_rate(self) -> float | None:
@@ -166,8 +167,9 @@ class RequestGate:
                 # First refusal: what was accepted, over the time so far plus one second for the
                 # burst a bucket usually starts with; the next refusal measures it.
                 found = self._accepted / (now - (self._started or now) + 1.0)
-            rate = self.rate if self.rate is not None else math.inf
-            self.rate = max(MIN_RATE, min(rate, found) * RATE_MARGIN)
+            if found > 0:  # else nothing was accepted yet: the next refusal will tell
+                rate = self.rate if self.rate is not None else math.inf
+                self.rate = max(MIN_RATE, min(rate, found) * RATE_MARGIN)
             self.concurrency = max(1.0, self.concurrency * BACK_OFF)
             self._cut_at = now
             self._tokens, self._filled_at = 0.0, now  # the API's bucket is empty now
@@ -194,7 +196,8 @@ class RequestGate:
             self.concurrency = min(self.max_concurrency, self.concurrency + 1 / self.concurrency)
 
     def _read_headers(self, response: requests.Response, now: float) -> None:
-        """Hold back when the API says no more requests remain than are in flight."""
+        """Hold back when the API says no more requests remain than are in flight (a
+        fixed-window API is then asked a little early, and answers 429 until its reset)."""
         headers = response.headers
         remaining = _number(
             headers.get("RateLimit-Remaining") or headers.get("X-RateLimit-Remaining")
@@ -204,10 +207,19 @@ class RequestGate:
         reset = _number(headers.get("RateLimit-Reset") or headers.get("X-RateLimit-Reset"))
         if reset is not None and reset > EPOCH_AFTER:
             reset -= time.time()
-        if remaining <= self.in_flight:
-            self.paced_by_headers = True
-            hold = reset if reset is not None and reset > 0 else 1.0
-            self._paused_until = max(self._paused_until, now + hold)
+        if remaining > self.in_flight:
+            return
+        self.paced_by_headers = True
+        limit = _number(headers.get("RateLimit-Limit") or headers.get("X-RateLimit-Limit"))
+        if reset is None or reset <= 0:
+            hold = 1.0
+        elif limit is not None and limit > remaining:
+            # Until enough is back for one more request than are in flight, assuming what is
+            # missing comes back evenly until the reset (a token bucket).
+            hold = reset * (self.in_flight + 1 - remaining) / (limit - remaining)
+        else:
+            hold = reset
+        self._paused_until = max(self._paused_until, now + hold)
 
     # Reporting -----------------------------------------------------------------------------
 
