@@ -73,6 +73,8 @@ class RequestGate:
         self._cut_at = -math.inf  # when the last refusal cut rate and concurrency
         self._fastest = math.inf  # latency, s
         self._latency = 0.0  # moving average, s
+        self._budget: float | None = None  # requests the API's headers still allow
+        self._budget_at = self._budget_interval = 0.0  # when one more is back, and how often
         self._recent_503s: collections.deque[tuple[float, int]] = collections.deque()
         self._recent_accepted: collections.deque[float] = collections.deque()
 
@@ -90,10 +92,16 @@ class RequestGate:
                 if self.rate is not None:
                     self._refill(now)
                     ready_at = max(ready_at, now + (1 - self._tokens) / self.rate)
+                if self._budget is not None and self._budget < 1:
+                    if now >= self._budget_at:  # one more is back
+                        self._budget, self._budget_at = 1.0, now + self._budget_interval
+                    ready_at = max(ready_at, self._budget_at if self._budget < 1 else now)
                 if now >= ready_at and self.in_flight < int(self.concurrency):
                     if self.rate_cap:
                         self._next_slot = max(self._next_slot, now) + 1 / self.rate_cap
                     self._tokens -= 1
+                    if self._budget is not None:
+                        self._budget -= 1
                     self.in_flight += 1
                     if self._started is None:
                         self._started = now
@@ -207,19 +215,20 @@ class RequestGate:
         reset = _number(headers.get("RateLimit-Reset") or headers.get("X-RateLimit-Reset"))
         if reset is not None and reset > EPOCH_AFTER:
             reset -= time.time()
-        if remaining > self.in_flight:
+        # What may still be sent: what remains, less what is already on its way.
+        self._budget = remaining - self.in_flight
+        if self._budget >= 1:
             return
         self.paced_by_headers = True
         limit = _number(headers.get("RateLimit-Limit") or headers.get("X-RateLimit-Limit"))
         if reset is None or reset <= 0:
-            hold = 1.0
+            self._budget_interval = 1.0
         elif limit is not None and limit > remaining:
-            # Until enough is back for one more request than are in flight, assuming what is
-            # missing comes back evenly until the reset (a token bucket).
-            hold = reset * (self.in_flight + 1 - remaining) / (limit - remaining)
+            # What is missing comes back evenly until the reset (a token bucket).
+            self._budget_interval = reset / (limit - remaining)
         else:
-            hold = reset
-        self._paused_until = max(self._paused_until, now + hold)
+            self._budget_interval = reset
+        self._budget_at = now + self._budget_interval * (1 - self._budget)
 
     # Reporting -----------------------------------------------------------------------------
 
