@@ -353,9 +353,10 @@ class RetryPolicy:
         provider_wide: bool = False,
     ) -> tuple[float, str]:
         """How long to wait before the next attempt, and what to say about it. A Retry-After
-        is honoured, never below the backoff (a `Retry-After: 0` answered forever would
-        otherwise be asked again at once); it holds every worker only when the answer speaks
-        for the whole provider (`provider_wide`: a 429, or 503s from several workers)."""
+        is honoured; one under a second gets the backoff instead (a `Retry-After: 0`
+        answered forever would otherwise be asked again at once). It holds every worker
+        only when the answer speaks for the whole provider (`provider_wide`: a 429, or 503s
+        from several workers)."""
         response = getattr(error, "response", None)
         header = response.headers.get("Retry-After") if response is not None else None
         seconds = retry_after_seconds(header)
@@ -370,9 +371,11 @@ class RetryPolicy:
                 f"({self.max_retry_after:g} s); raise that setting to wait, or run later"
             )
             raise ProviderError(msg)
+        elif seconds is not None and seconds < 1:
+            note = f" (its Retry-After {header[:40]!r} is under a second: the backoff applies)"
         elif seconds is not None:
             note = " as its Retry-After asks"
-        wait = max(seconds or 0.0, backoff_wait)
+        wait = seconds if seconds is not None and seconds >= 1 else backoff_wait
         if provider_wide:  # every worker of this provider waits, not just this one
             self.gate.pause(seconds or wait)
             note += f" (every {self.label} request waits)"
