@@ -372,7 +372,7 @@ class RetryPolicy:
             )
             raise ProviderError(msg)
         elif seconds is not None and seconds < 1:
-            note = f" (its Retry-After {header[:40]!r} is under a second: the backoff applies)"
+            note = f" (its Retry-After {header or 0!r} is under a second: the backoff applies)"
         elif seconds is not None:
             note = " as its Retry-After asks"
         wait = seconds if seconds is not None and seconds >= 1 else backoff_wait
