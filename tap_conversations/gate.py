@@ -75,6 +75,7 @@ class RequestGate:
         self._latency = 0.0  # moving average, s
         self._budget: float | None = None  # requests the API's headers still allow
         self._budget_at = self._budget_interval = 0.0  # when one more is back, and how often
+        self._budget_sent_at = -math.inf  # when the request the budget was read from was sent
         self._recent_503s: collections.deque[tuple[float, int]] = collections.deque()
         self._recent_accepted: collections.deque[float] = collections.deque()
 
@@ -146,8 +147,9 @@ class RequestGate:
             now = self.now()
             self.in_flight -= 1
             self._lock.notify()
-            if response is not None:
+            if response is not None and sent_at >= self._budget_sent_at:
                 self._read_headers(response, now)
+                self._budget_sent_at = sent_at  # an answer to an older request is stale
             if status == SERVICE_UNAVAILABLE and self._overloaded(now):
                 status = TOO_MANY_REQUESTS
             if status == TOO_MANY_REQUESTS:
