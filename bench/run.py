@@ -22,6 +22,9 @@ against a sandbox running in a process of its own (so the server never shares th
   a re-run with no change and one with K changes.
 - A, Airbyte: scenario C's sync through `source-conversations read` vs the Singer tap,
   records/s (`bench/airbyte.py`).
+- T, token bucket (`bench/rate_limit.py`): an API allowing 5, 20 or 50 requests/s that says
+  nothing of it, and one that sends `RateLimit-*` headers: share of the allowed rate reached
+  and share of requests refused.
 
 Children run with their bytecode cached (see `child_env`) after one unmeasured warm-up run.
 Progress goes to stderr; stdout gets one markdown table and one line of machine facts. The
@@ -641,19 +644,26 @@ def scenario_replication(bench: Bench) -> list[Row]:
     return run(bench)
 
 
+def scenario_rate_limit(bench: Bench) -> list[Row]:
+    from bench.rate_limit import scenario_rate_limit as run  # noqa: PLC0415 - it imports us
+
+    return run(bench)
+
+
 SCENARIOS: dict[str, t.Callable[[Bench], list[Row]]] = {
     "L": scenario_latency,
     "C": scenario_cpu,
     "M": scenario_memory,
     "A": scenario_airbyte,
     "R": scenario_replication,
+    "T": scenario_rate_limit,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument(
-        "--scenarios", default="LCMRA", help="which of L, C, M, R, A (default: LCMRA)"
+        "--scenarios", default="LCMRA", help="which of L, C, M, R, A, T (default: LCMRA)"
     )
     parser.add_argument("--profile", action="store_true", help="print cProfile hotspots only")
     parser.add_argument("--top", type=int, default=25, help="functions per profile listing")

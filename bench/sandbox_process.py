@@ -29,6 +29,7 @@ class RequestTally:
     total: int
     by_status: dict[int, int]
     by_endpoint: dict[str, int]  # path with ids (segments holding ':') replaced by {id}
+    span: float = 0.0  # seconds from the first request's arrival to the last's
 
     @property
     def failed(self) -> int:
@@ -54,7 +55,9 @@ def _serve(settings: dict[str, t.Any], conn: Connection) -> None:
                 sandbox.reset_log()
                 by_status = collections.Counter(entry.status for entry in entries)
                 by_endpoint = collections.Counter(endpoint(entry.path) for entry in entries)
-                conn.send(RequestTally(len(entries), dict(by_status), dict(by_endpoint)))
+                arrivals = [entry.arrived for entry in entries] or [0.0]
+                span = max(arrivals) - min(arrivals)
+                conn.send(RequestTally(len(entries), dict(by_status), dict(by_endpoint), span))
             elif isinstance(command, tuple) and command[0] == "mutate":
                 _, provider, changed, added = command
                 result = sandbox.mutate(provider, changed=changed, added=added)

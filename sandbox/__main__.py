@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             latency_ms=args.latency_ms,
             faults=FaultSettings(rate=args.fault_rate, seed=args.seed),
             undocumented_fields=args.undocumented_fields,
+            rate_limit_per_second=args.rate_limit,
+            rate_limit_burst=args.rate_limit_burst,
+            rate_limit_headers=args.rate_limit_headers,
         )
     except ValueError as problem:
         parser.error(str(problem))
@@ -91,6 +94,17 @@ def _parser() -> argparse.ArgumentParser:
         "--undocumented-fields",
         action="store_true",
         help="serve fields the docs do not list: 3 per record, 2 per nested element",
+    )
+    parser.add_argument(
+        "--rate-limit", type=float, help="requests/s each provider allows (a token bucket)"
+    )
+    parser.add_argument(
+        "--rate-limit-burst", type=float, help="the bucket's size (default: one second's worth)"
+    )
+    parser.add_argument(
+        "--rate-limit-headers",
+        action="store_true",
+        help="send RateLimit-Limit/-Remaining/-Reset with every answer",
     )
     parser.add_argument("--env-file", type=Path, help="write shell exports for the tap here")
     return parser

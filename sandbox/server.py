@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote
 
 from sandbox.data import SandboxData
+from sandbox.ratelimit import TokenBucket
 from sandbox.settings import FaultSettings, SandboxSettings
 
 #: Requests arriving this close to either end of a Retry-After window are not counted early.
@@ -160,17 +161,19 @@ class RequestLog:
             if early:
                 self._early.append(entry)
 
-    def open_window(self, provider: str, seconds: float) -> None:
-        """The provider just asked clients to wait `seconds` before calling again."""
+    def open_window(self, scope: str, seconds: float) -> None:
+        """Clients were just asked to wait `seconds` before calling `scope` again: a provider
+        (after a 429: its rate limit) or a provider and path (after a 503: one request)."""
         start = time.monotonic()
         with self._lock:
-            windows = [w for w in self._windows.get(provider, []) if w[1] > start]
+            windows = [w for w in self._windows.get(scope, []) if w[1] > start]
             windows.append((start + EARLY_RETRY_MARGIN, start + seconds - EARLY_RETRY_MARGIN))
-            self._windows[provider] = windows
+            self._windows[scope] = windows
 
-    def is_early(self, provider: str, arrived: float) -> bool:
+    def is_early(self, scopes: tuple[str, ...], arrived: float) -> bool:
         with self._lock:
-            return any(lo < arrived < hi for lo, hi in self._windows.get(provider, []))
+            windows = [w for scope in scopes for w in self._windows.get(scope, [])]
+            return any(lo < arrived < hi for lo, hi in windows)
 
     def entries(self) -> list[LoggedRequest]:
         with self._lock:
@@ -261,6 +264,22 @@ class Dispatcher:
         self.log = RequestLog()
         self.faults = FaultInjector()
         self.stopping = threading.Event()
+        self._buckets: dict[tuple[str, float, float], TokenBucket] = {}
+        self._buckets_lock = threading.Lock()
+
+    def bucket(self, provider: str) -> TokenBucket | None:
+        """The provider's token bucket, if the settings ask for a rate limit."""
+        rate = self.settings.rate_limit_per_second
+        if rate is None:
+            return None
+        key = (provider, rate, self.settings.rate_limit_burst or max(1.0, rate))
+        with self._buckets_lock:
+            return self._buckets.setdefault(key, TokenBucket(key[1], key[2]))
+
+    def refused_by_bucket(self) -> int:
+        """Requests refused by every token bucket so far."""
+        with self._buckets_lock:
+            return sum(bucket.refused for bucket in self._buckets.values())
 
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, arrived: float
@@ -268,7 +287,10 @@ class Dispatcher:
         raw_path, _, raw_query = target.partition("?")
         provider = self._route(raw_path)
         name = provider.name if provider else None
-        early = provider is not None and self.log.is_early(provider.name, arrived)
+        scopes = (name or "", f"{name} {unquote(raw_path)}")
+        early = provider is not None and self.log.is_early(scopes, arrived)
+        bucket = self.bucket(provider.name) if provider else None
+        allowed, limit_headers = bucket.take(arrived) if bucket else (True, {})
         self._pause(self.settings.latency_ms / 1000)
         faults = self.settings.faults
         fault = self.faults.draw(faults, provider.name, unquote(raw_path)) if provider else None
@@ -286,10 +308,19 @@ class Dispatcher:
             body=body,
             host=headers.get("Host") or "",
         )
-        response = self._respond(provider, request, fault, faults)
+        if allowed:
+            response = self._respond(provider, request, fault, faults)
+        else:
+            fault = "rate_limit"
+            refusal = {"error": "too many requests", "message": "rate limit exceeded"}
+            response = json_response(429, refusal, {"Retry-After": "1"})
+        if self.settings.rate_limit_headers:
+            response.headers.update(limit_headers)
         retry_after = response.headers.get("Retry-After")
         if provider and retry_after and response.status in (429, 503):
-            self.log.open_window(provider.name, retry_after_seconds(retry_after))
+            # A 429 is about the client; a 503 only about the request that got it.
+            scope = scopes[0] if response.status == 429 else scopes[1]
+            self.log.open_window(scope, retry_after_seconds(retry_after))
         entry = LoggedRequest(
             name, method, request.path, raw_path, request.query, response.status, fault, arrived
         )

@@ -100,6 +100,11 @@ class SandboxSettings:
     respondent_max_page_size: int = 100
     #: Serve fields the docs do not list (`sandbox.undocumented`): 3 per record, 2 per element.
     undocumented_fields: bool = False
+    #: A token bucket per provider (`sandbox.ratelimit`): requests/s, burst (default: one
+    #: second's worth), and whether answers carry `RateLimit-*` headers. None: no limit.
+    rate_limit_per_second: float | None = None
+    rate_limit_burst: float | None = None
+    rate_limit_headers: bool = False
 
     def __post_init__(self) -> None:
         sizes = {
@@ -117,5 +122,9 @@ class SandboxSettings:
             raise ValueError("respondent_projects must be at least 1")
         if self.host not in LOOPBACK_HOSTS:
             raise ValueError(f"the sandbox binds loopback only ({LOOPBACK_HOSTS}), not {self.host}")
+        if self.rate_limit_per_second is not None and self.rate_limit_per_second <= 0:
+            raise ValueError("rate_limit_per_second must be positive")
+        if self.rate_limit_burst is not None and self.rate_limit_burst < 1:
+            raise ValueError("rate_limit_burst must be at least 1")
         if self.pe_max_limit < 1 or self.respondent_max_page_size < 1:
             raise ValueError("pe_max_limit and respondent_max_page_size must be at least 1")

@@ -51,13 +51,23 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+class RateSource(t.Protocol):
+    """A provider's request gate (`gate.RequestGate`), as progress reports it."""
+
+    def holding_back(self) -> str | None: ...
+
+    def found(self) -> str | None: ...
+
+
 class Progress:
-    """Thread-safe counters per stream, reported at a steady interval."""
+    """Thread-safe counters per stream, reported at a steady interval, and for each provider
+    whose API limited its rate, how fast it allows (only then: a run without one is quiet)."""
 
     def __init__(self, logger: logging.Logger, interval: float) -> None:
         self._logger = logger
         self._interval = interval
         self._streams: dict[str, StreamProgress] = {}
+        self._rates: dict[str, RateSource] = {}  # by provider label
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,6 +97,11 @@ class Progress:
 
         return count
 
+    def watch(self, provider_label: str, rates: RateSource) -> None:
+        """Report the rate limit `rates` meets, in progress lines and the summary."""
+        with self._lock:
+            self._rates[provider_label] = rates
+
     def set_total(self, stream: str, total: int) -> None:
         with self._lock:
             self._get(stream).total = total
@@ -115,6 +130,8 @@ class Progress:
         while not self._stop.wait(self._interval):
             with self._lock:
                 lines = [e.line(n) for n, e in self._streams.items() if e.finished is None]
+                rates = list(self._rates.items())
+            lines += [f"{label}: {note}" for label, r in rates if (note := r.holding_back())]
             for line in lines:
                 self._logger.info("Progress %s", line)
 
@@ -124,6 +141,7 @@ class Progress:
                 (name, e.records, e.requests, e.retries, e.seconds, "FAILED" if e.failed else "ok")
                 for name, e in self._streams.items()
             ]
+            rates = list(self._rates.items())
         width = max([len("stream"), *(len(r[0]) for r in rows)])
         lines = [
             f"{'stream':<{width}}  {'records':>9}  {'requests':>8}  {'retries':>7}  {'seconds':>8}"
@@ -134,4 +152,5 @@ class Progress:
             f"  {status}"
             for name, records, requests, retries, seconds, status in rows
         ]
+        lines += [f"{label}: {found}" for label, r in rates if (found := r.found())]
         return "\n".join(lines)

@@ -145,6 +145,7 @@ class ProviderStream(CompatStream):
         if policy is None or policy.gate is not self.transport.gate:
             policy = self._retry_policy = self.retry_policy()
         progress = self.conversations_tap.progress
+        progress.watch(self.provider_label, self.transport.gate)
 
         def attempt(prepared_request: requests.PreparedRequest, context: Context | None) -> t.Any:
             progress.add(self.name, requests=1)

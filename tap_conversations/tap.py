@@ -264,6 +264,7 @@ class TapConversations(NestedEnvConfig, BuiltinSettings, CompatTap):
                 max_requests_per_second=provider_config.get("max_requests_per_second"),
                 stopping=self.stopping,
                 max_response_mb=self.config.get("max_response_mb", DEFAULT_MAX_RESPONSE_MB),
+                max_concurrency=self.max_concurrency,
             )
         return self._transports[provider]
 

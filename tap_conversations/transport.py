@@ -2,7 +2,8 @@
 
 `ProviderTransport` holds, per provider and run, one pooled `GuardedSession` (shared by every
 stream and worker thread), one authenticator (a token obtained once serves them all) and one
-`RequestGate` (Retry-After pauses for every worker, the rate cap, an end on `stopping`).
+`gate.RequestGate` (the rate limit found, Retry-After pauses, the rate cap, an end on
+`stopping`).
 `RetryPolicy` retries what is transient with one readable INFO line each, and gives up with one
 `ProviderError` line (the SDK's `backoff` decorator logs each retry twice, once at ERROR).
 """
@@ -19,7 +20,6 @@ import os
 import socket
 import sys
 import threading
-import time
 import typing as t
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -42,8 +42,9 @@ from tap_conversations.answer_guards import (
     redirect_loop,
     too_large,
 )
-from tap_conversations.errors import BadBody, Interrupted, ProviderError
-from tap_conversations.settings import DEFAULT_MAX_RESPONSE_MB
+from tap_conversations.errors import BadBody, ProviderError
+from tap_conversations.gate import RequestGate
+from tap_conversations.settings import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RESPONSE_MB
 
 if t.TYPE_CHECKING:
     import logging
@@ -68,12 +69,13 @@ class ProviderTransport:
         stopping: threading.Event | None = None,
         *,
         max_response_mb: float = DEFAULT_MAX_RESPONSE_MB,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         self.session = GuardedSession(label, url_setting, max_response_mb)
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.gate = RequestGate(max_requests_per_second, stopping)
+        self.gate = RequestGate(max_requests_per_second, stopping, max_concurrency=max_concurrency)
         self._authenticator: Authenticator | None = None
         self._lock = threading.Lock()
 
@@ -86,45 +88,6 @@ class ProviderTransport:
 
     def close(self) -> None:
         self.session.close()
-
-
-class RequestGate:
-    """Holds one provider's requests during a Retry-After pause and under a rate cap. Every
-    wait (backoff sleeps too, `sleep`) ends at once with `Interrupted` when `stopping` is set.
-    Tests replace `now` and `sleep`, so that none waits out a real backoff or Retry-After."""
-
-    now = staticmethod(time.monotonic)
-
-    def __init__(
-        self, max_requests_per_second: float | None = None, stopping: threading.Event | None = None
-    ) -> None:
-        self._interval = 1 / max_requests_per_second if max_requests_per_second else 0.0
-        self._paused_until = self._next_slot = 0.0
-        self._lock = threading.Lock()
-        self.stopping = stopping or threading.Event()
-
-    def pause(self, seconds: float) -> None:
-        """Hold every request of this provider for `seconds` from now."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self.now() + seconds)
-
-    def wait_turn(self) -> None:
-        """Block until this provider may send its next request."""
-        while True:
-            with self._lock:
-                now = self.now()
-                ready_at = max(self._paused_until, self._next_slot)
-                if now >= ready_at:
-                    self._next_slot = max(self._next_slot, now) + self._interval
-                    break
-            self.sleep(ready_at - now)
-        if self.stopping.is_set():
-            raise Interrupted
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep, unless the run is stopping (then raise `Interrupted` at once)."""
-        if self.stopping.wait(max(seconds, 0.0)):
-            raise Interrupted
 
 
 def origin(url: str) -> str:
@@ -353,13 +316,14 @@ class RetryPolicy:
         """`send()` until it answers, fails for good, or runs out of attempts."""
         waits = self.waits()
         for attempt in itertools.count(1):
-            self.gate.wait_turn()
+            sent_at = self.gate.wait_turn()
             try:
-                return send()
+                answer = send()
             except RETRIABLE as error:
+                provider_wide = self.gate.finished(sent_at, getattr(error, "response", None))
                 if attempt >= self.max_tries:
                     raise self.gave_up(request, error, attempt) from None
-                wait, note = self.wait_after(request, error, next(waits))
+                wait, note = self.wait_after(request, error, next(waits), provider_wide)
                 self.logger.info(
                     "%s: %s %s %s, retrying in %s%s (attempt %d of %d)",
                     *(self.label, request.method, self.relative_path(request.url)),
@@ -368,7 +332,9 @@ class RetryPolicy:
                 )
                 self.on_retry()
                 self.gate.sleep(wait)
+                continue
             except ValueError as error:  # requests refuses a header with a line break
+                self.gate.finished(sent_at, None)
                 if "header" not in str(error).lower():
                     raise
                 settings = ", ".join(f"{self.provider}.{s}" for s in self.credential_settings)
@@ -378,20 +344,32 @@ class RetryPolicy:
                     f"check {settings}"
                 )
                 raise ProviderError(msg) from None
+            except BaseException:
+                self.gate.finished(sent_at, None)
+                raise
+            self.gate.finished(sent_at, answer)
+            return answer
         raise AssertionError  # unreachable: `count` never ends
 
     def wait_after(
-        self, request: requests.PreparedRequest, error: BaseException, backoff_wait: float
+        self,
+        request: requests.PreparedRequest,
+        error: BaseException,
+        backoff_wait: float,
+        provider_wide: bool = False,
     ) -> tuple[float, str]:
-        """How long to wait before the next attempt, and what to say about it."""
+        """How long to wait before the next attempt, and what to say about it. A Retry-After
+        is honoured; one under a second gets the backoff instead (a `Retry-After: 0`
+        answered forever would otherwise be asked again at once). It holds every worker
+        only when the answer speaks for the whole provider (`provider_wide`: a 429, or 503s
+        from several workers)."""
         response = getattr(error, "response", None)
         header = response.headers.get("Retry-After") if response is not None else None
-        if header is None:
-            return backoff_wait, ""
         seconds = retry_after_seconds(header)
-        if seconds is None:
-            return backoff_wait, f" (its Retry-After {header[:40]!r} is not usable, ignored)"
-        if seconds > self.max_retry_after:
+        note = ""
+        if header is not None and seconds is None:
+            note = f" (its Retry-After {header[:40]!r} is not usable, ignored)"
+        elif seconds is not None and seconds > self.max_retry_after:
             msg = (
                 f"{self.who}: {request.method} {self.relative_path(request.url)} "
                 f"{self.what_failed(request, error)} and asks to wait {duration(seconds)} "
@@ -399,8 +377,15 @@ class RetryPolicy:
                 f"({self.max_retry_after:g} s); raise that setting to wait, or run later"
             )
             raise ProviderError(msg)
-        self.gate.pause(seconds)  # every worker of this provider waits, not just this one
-        return seconds, f" as its Retry-After asks (every {self.label} request waits)"
+        elif seconds is not None and seconds < 1:
+            note = f" (its Retry-After {header or 0!r} is under a second: the backoff applies)"
+        elif seconds is not None:
+            note = " as its Retry-After asks"
+        wait = seconds if seconds is not None and seconds >= 1 else backoff_wait
+        if provider_wide:  # every worker of this provider waits, not just this one
+            self.gate.pause(seconds or wait)
+            note += f" (every {self.label} request waits)"
+        return wait, note
 
     def what_failed(  # noqa: PLR0911 - one return per kind of failure
         self, request: requests.PreparedRequest, error: BaseException

@@ -62,7 +62,25 @@ def test_retry_after_pauses_every_worker(sandbox_factory: t.Callable[..., Sandbo
 
     assert len(set(result.keys("perform_engage_conversation_details", "api_id"))) == 60
     assert sandbox.count(status=429) + sandbox.count(status=503) >= 2, "too few faults to prove"
+    # The sandbox counts a request early if it came during a 429's Retry-After (any path), or
+    # during a 503's on the same path.
     assert sandbox.early_retries == [], "a worker sent a request during a Retry-After pause"
+
+
+def test_a_lone_503_holds_only_its_request(sandbox_factory: t.Callable[..., Sandbox]) -> None:
+    """A fault is not a limit (issue 27): the other workers go on during its Retry-After."""
+    sandbox = sandbox_factory(pe_conversations=40, pe_plans=1, latency_ms=20)
+    sandbox.settings.faults = FaultSettings(
+        rate=0.1, seed=3, kinds=("503_retry_after",), retry_after_seconds=2, path_contains="580"
+    )
+    config = {"perform_engage": sandbox.tap_config()["perform_engage"], "max_concurrency": 8}
+    result = sync(config)
+
+    assert len(set(result.keys("perform_engage_conversation_details", "api_id"))) == 40
+    first_503 = min(r.arrived for r in sandbox.requests if r.status == 503)  # one at least
+    during = [r for r in sandbox.requests if first_503 < r.arrived < first_503 + 1.5]
+    assert len(during) >= 5, "every worker waited out one request's Retry-After"
+    assert sandbox.early_retries == []
 
 
 def test_rate_cap_spaces_requests(sandbox_factory: t.Callable[..., Sandbox]) -> None:
