@@ -30,7 +30,7 @@ from tap_conversations.tap import PROVIDERS, TapConversations
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from singer_sdk.streams import RESTStream
+    from tap_conversations.requesting import ProviderStream
 
 MAX_MESSAGE = 400
 
@@ -95,7 +95,7 @@ def _request_first_page(config: Mapping[str, t.Any], key: str, label: str, strea
     """'ok', or one line saying what failed and which setting to look at."""
     smallest_page = {**config, key: {**config[key], "page_size": 1}}
     tap = TapConversations(config=smallest_page, validate_config=False, setup_mapper=False)
-    rest = t.cast("RESTStream[t.Any]", tap.streams[stream_name])
+    rest = t.cast("ProviderStream", tap.streams[stream_name])
     session = rest.requests_session
     try:
         return _send(rest, key)
@@ -114,16 +114,8 @@ def _request_first_page(config: Mapping[str, t.Any], key: str, label: str, strea
         session.close()
 
 
-def _send(stream: RESTStream[t.Any], key: str) -> str:
-    request = requests.Request(
-        "GET",
-        stream.get_url(None),
-        params=stream.get_url_params(None, None),
-        headers=stream.http_headers,
-        auth=stream.authenticator,
-    )
-    session = stream.requests_session
-    response = session.send(session.prepare_request(request), timeout=stream.timeout)
+def _send(stream: ProviderStream, key: str) -> str:
+    response = stream.send_first_page()
     try:
         stream.validate_response(response)
     except FatalAPIError as error:

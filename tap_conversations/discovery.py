@@ -43,17 +43,9 @@ def describe_first_pages(tap: TapConversations) -> None:
 
 def _describe_first_page(stream: ApiStream) -> None:
     try:
-        request = requests.Request(
-            "GET",
-            stream.get_url(None),
-            params=stream.get_url_params(None, None),
-            headers=stream.http_headers,
-            auth=stream.authenticator,
-        )
-        session = stream.requests_session
         # One attempt, not a sync's retries: discovery stays quick when the API is down (the
         # documented schema is a fine answer then).
-        response = session.send(session.prepare_request(request), timeout=stream.timeout)
+        response = stream.send_first_page()
         stream.validate_response(response)
         for row in stream.parse_response(response):
             stream.checked_record(row)

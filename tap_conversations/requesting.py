@@ -14,6 +14,7 @@ from urllib.parse import quote, urlparse
 
 import backoff
 import msgspec
+import requests
 from singer_sdk.exceptions import RetriableAPIError
 from typing_extensions import override
 
@@ -35,7 +36,6 @@ from tap_conversations.settings import (
 from tap_conversations.transport import RetryPolicy, decoded_body
 
 if t.TYPE_CHECKING:
-    import requests
     from singer_sdk.helpers.types import Context
     from singer_sdk.streams.core import Stream
     from singer_sdk.tap_base import Tap
@@ -118,6 +118,19 @@ class ProviderStream(CompatStream):
     def create_authenticator(self) -> Authenticator:
         """Build the provider's authenticator; called once per provider and run."""
         raise NotImplementedError
+
+    def send_first_page(self) -> requests.Response:
+        """The first page's request, sent once without the sync's retries: discovery and the
+        connection check answer quickly when the API is down."""
+        request = requests.Request(
+            "GET",
+            self.get_url(None),
+            params=self.get_url_params(None, None),
+            headers=self.http_headers,
+            auth=self.authenticator,
+        )
+        session = self.requests_session
+        return session.send(session.prepare_request(request), timeout=self.timeout)
 
     @override
     def get_url(self, context: Context | None) -> str:
