@@ -1,7 +1,7 @@
 """Retries without waiting: the request gates' clock and sleep replaced for one test.
 
 `RequestGate.now` and `RequestGate.sleep` are where every backoff and `Retry-After` wait of the
-tap happens (`transport`); here a wait is recorded and moves the gates' clock on at once.
+tap happens (`gate.RequestGate`); here a wait is recorded and moves the gates' clock on at once.
 """
 
 from __future__ import annotations
