@@ -5,8 +5,8 @@ once per endpoint, so each endpoint class is a few declarative lines next to its
 `ApiStream` holds what is done with what the API answers (pages, records, the list's
 replication, bookmarks); `requesting.ProviderStream`, its base, how requests are sent, retried
 and judged. What the base classes use lives beside them: `transport` (session, auth cache,
-request gate, body decoding), `records` (schema checks), `replication`, `prefetch` (concurrent
-details), `errors`.
+retries, body decoding; its request gate in `gate`), `records` (schema checks), `replication`,
+`prefetch` (concurrent details), `errors`.
 
 Paging (the end of this module) ends on what the API says — a null `next`, a short page, an
 announced total — not on an empty page as the SDK's paginators do (one extra request per

@@ -4,8 +4,9 @@ Each entry says why no public hook serves and is guarded by a test (`tests/test_
 that fails when an SDK upgrade renames, stops calling or changes what is overridden or relied
 on here. The rest of the tap only uses the SDK's public API, through what this package exports:
 
-- `stream.CompatStream`: per-child-sync overrides (SCHEMA once, starting bookmarks), bookmark
-  moves, checkpoints, sending a prepared request; the record boundary a stop waits for.
+- `stream.CompatStream`: per-child-sync overrides (SCHEMA once per run, and again when
+  `schema_evolution` grew it; starting bookmarks), bookmark moves, checkpoints; the record
+  boundary a stop waits for.
 - `tap.CompatTap`: the run loop (`Tap.sync_all`, one group per provider), SIGTERM/SIGINT
   (cooperative cancellation), a reader that goes away; `tap.cli_config`, the CLI's parsed
   `--config`.
