@@ -18,7 +18,6 @@ loop or a silent gap.
 
 from __future__ import annotations
 
-import datetime
 import typing as t
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,7 +27,12 @@ from typing_extensions import override
 
 from tap_conversations.errors import PaginationError, ProviderError, prefix
 from tap_conversations.records import RecordChecker
-from tap_conversations.replication import CLOCK_MARGIN, SENT, ListReplication, in_the_future
+from tap_conversations.replication import (
+    SENT,
+    ListReplication,
+    bookmark_ceiling,
+    in_the_future,
+)
 from tap_conversations.requesting import ProviderStream
 from tap_conversations.transport import decoded_body
 
@@ -65,8 +69,9 @@ class ApiStream(ProviderStream):
         self.scan_watch: ScanWatch | None = None
         #: The list stream's replication in progress, for its detail children to report to.
         self.replication: ListReplication | None = None
-        #: A child's bookmark stays below this (the run's start less the clock margin).
-        self.bookmark_ceiling = ""
+        #: A child's bookmark stays below this (the run's start less the clock margin; set
+        #: again by `reset_for_sync`, for a tap that runs more than once).
+        self.bookmark_ceiling = bookmark_ceiling()
         #: The record whose children are being synced (see `generate_child_contexts`).
         self.record_for_children: dict[str, t.Any] | None = None
 
@@ -236,8 +241,7 @@ class ApiStream(ProviderStream):
 
     def reset_for_sync(self) -> None:
         """Forget per-run caches; the tap calls this before each sync."""
-        ceiling = datetime.datetime.now(datetime.UTC) - CLOCK_MARGIN
-        self.bookmark_ceiling = ceiling.isoformat(timespec="microseconds")  # the record layout
+        self.bookmark_ceiling = bookmark_ceiling()
         self.reset_schema_sent()
         self.checker.reset()
         for state in self.bookmark_states():

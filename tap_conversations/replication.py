@@ -142,6 +142,12 @@ def _normalised(value: t.Any) -> str | None:
         return value  # not a timestamp: reported where the state is validated
 
 
+def bookmark_ceiling() -> str:
+    """Now less the clock margin, in the record layout: no bookmark written in this run passes
+    it (a record updated during the run is sent again, and the bookmark catches up later)."""
+    return utc_now_text(datetime.datetime.now(datetime.UTC) - CLOCK_MARGIN)
+
+
 def in_the_future(value: t.Any, now: datetime.datetime | None = None) -> bool:
     """Whether a bookmark lies ahead of now (by more than the clock margin)."""
     if not isinstance(value, str):
@@ -203,8 +209,7 @@ class ListReplication:
         self.full_table = stream.catalog_forces_full_table
         #: The retry keys the scans met (the others are for records no longer in the list).
         self.retry_met: set[str] = set()
-        now = datetime.datetime.now(datetime.UTC)
-        self.ceiling = utc_now_text(now - CLOCK_MARGIN)
+        self.ceiling = bookmark_ceiling()
         self.snapshot = Snapshot(prefix(stream))
         self.proven = False
         #: The record being handed to the SDK (its children synced, then it is written).
