@@ -14,10 +14,9 @@ import zlib
 
 import pytest
 
-from tap_conversations.errors import ProviderError
 from tests.helpers import TAP_EXECUTABLE, run_cli, sync
 from tests.hostile import Exchange, HostileServer
-from tests.waits import skip_waits
+from tests.waits import failure_line, skip_waits
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -39,14 +38,6 @@ def gzip_of_zeros(megabytes: int) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
     block = bytes(1024 * 1024)
     return b"".join(packer.compress(block) for _ in range(megabytes)) + packer.flush()
-
-
-def failure_line(config: dict[str, t.Any], monkeypatch: pytest.MonkeyPatch) -> str:
-    skip_waits(monkeypatch)
-    with pytest.raises(ProviderError) as failure:
-        sync(config)
-    (line,) = str(failure.value).splitlines()
-    return line
 
 
 def gzip_bomb(body: bytes) -> t.Callable[[Exchange], None]:

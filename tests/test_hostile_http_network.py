@@ -15,10 +15,9 @@ from dataclasses import replace
 import pytest
 
 from sandbox.perform_engage import PerformEngage
-from tap_conversations.errors import ProviderError
 from tests.helpers import run_cli, sync
 from tests.hostile import Exchange, HostileServer, closed_port
-from tests.waits import skip_waits
+from tests.waits import failure_line
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,14 +45,6 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-
-
-def failure_line(config: dict[str, t.Any], monkeypatch: pytest.MonkeyPatch) -> str:
-    skip_waits(monkeypatch)
-    with pytest.raises(ProviderError) as failure:
-        sync(config)
-    (line,) = str(failure.value).splitlines()
-    return line
 
 
 # Row 11: a proxy that refuses -------------------------------------------------------------

@@ -10,11 +10,11 @@ import threading
 import time
 import typing as t
 
-from tap_conversations.errors import Interrupted
-from tap_conversations.transport import RequestGate
+import pytest
 
-if t.TYPE_CHECKING:
-    import pytest
+from tap_conversations.errors import Interrupted, ProviderError
+from tap_conversations.transport import RequestGate
+from tests.helpers import sync
 
 
 class SkippedWaits:
@@ -46,3 +46,12 @@ def skip_waits(monkeypatch: pytest.MonkeyPatch) -> SkippedWaits:
     monkeypatch.setattr(RequestGate, "now", staticmethod(skipped.now))
     monkeypatch.setattr(RequestGate, "sleep", sleep)
     return skipped
+
+
+def failure_line(config: dict[str, t.Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The one line an in-process sync of `config` fails with, its waits skipped."""
+    skip_waits(monkeypatch)
+    with pytest.raises(ProviderError) as failure:
+        sync(config)
+    (line,) = str(failure.value).splitlines()
+    return line
